@@ -1,0 +1,249 @@
+"""The one place where visio-bridge is built and wired: database, Matrix, LiveKit, HTTP, workers.
+
+Start-up and shutdown are aiohttp `cleanup_ctx` steps, run in order and undone in reverse, so
+a failure half-way closes what was opened. `BridgeServer` runs the app on a TCP port; the CLI,
+the demo and the tests all use it, so they exercise the same wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from livekit import api as livekit_api
+from mautrix.appservice import AppServiceAPI, IntentAPI
+from mautrix.appservice.state_store import ASStateStore
+from mautrix.client.state_store import MemoryStateStore
+from mautrix.errors import MatrixError
+from mautrix.types import UserID
+from mautrix.util.async_db import Database
+
+from bridge.clock import Clock, SystemClock
+from bridge.inbox import InboxStore
+from bridge.join import JoinSettings
+from bridge.livekit import LiveKitAdapter, LiveKitError, RoomOptions
+from bridge.meeting_service import MeetingService
+from bridge.meetings import MeetingStore
+from migrations import OWNER_NAME, upgrade_table
+
+from .as_api import AppserviceAPI
+from .dispatch import EventDispatcher
+from .inbox_processor import InboxProcessor
+from .join_page import JoinPage
+from .matrix import MatrixPort
+from .settings import Settings
+from .visio_commands import VisioCommands
+
+log = logging.getLogger(__name__)
+
+
+class _StateStore(ASStateStore, MemoryStateStore):
+    """mautrix's in-memory state store; the bridge fetches what it needs fresh anyway."""
+
+
+@dataclass
+class Options:
+    """Knobs that tests and benchmarks turn; production uses the defaults."""
+
+    clock: Clock | None = None
+    process_inbox: bool = True
+    retry_base_delay_ms: int = 1000
+
+
+def open_database(settings: Settings) -> Database:
+    return Database.create(
+        settings.database_url,
+        upgrade_table=upgrade_table,
+        db_args=dict(settings.database_args),
+        owner_name=OWNER_NAME,
+        # Refuse to run inside a homeserver's database by mistake (mautrix checks for Synapse's).
+        ignore_foreign_tables=False,
+    )
+
+
+def build_app(settings: Settings, options: Options | None = None) -> web.Application:
+    options = options or Options()
+    clock = options.clock or SystemClock()
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app["settings"] = settings
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        db = open_database(settings)
+        await db.start()
+        app["db"] = db
+        yield
+        await db.stop()
+
+    async def matrix(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        state_store = _StateStore()
+        as_api = AppServiceAPI(
+            base_url=settings.homeserver.address,
+            bot_mxid=UserID(settings.bot_mxid),
+            token=settings.appservice.as_token,
+            state_store=state_store,
+            client_session=session,
+        )
+        bot: IntentAPI = as_api.bot_intent()
+        app["matrix"] = MatrixPort(bot)
+        start_profile = asyncio.create_task(_set_up_bot(bot, settings.appservice.bot_displayname))
+        yield
+        start_profile.cancel()
+        await session.close()
+
+    async def livekit(app: web.Application) -> AsyncIterator[None]:
+        client = livekit_api.LiveKitAPI(
+            settings.livekit.api_url,
+            settings.livekit.api_key,
+            settings.livekit.api_secret,
+            timeout=aiohttp.ClientTimeout(total=10),
+        )
+        adapter = LiveKitAdapter(
+            client,
+            RoomOptions(
+                empty_timeout=settings.livekit.empty_timeout,
+                departure_timeout=settings.livekit.departure_timeout,
+                max_participants=settings.livekit.max_participants,
+            ),
+        )
+        app["livekit"] = adapter
+        probe = asyncio.create_task(_probe_livekit(adapter, settings.livekit.api_url))
+        yield
+        probe.cancel()
+        await client.aclose()
+
+    async def domain(app: web.Application) -> AsyncIterator[None]:
+        db = app["db"]
+        meetings = MeetingService(MeetingStore(db), app["livekit"], clock)
+        commands = VisioCommands(
+            meetings,
+            app["matrix"],
+            public_url=settings.public_url,
+            moderator_level=settings.meetings.moderator_power_level,
+            clock=clock,
+        )
+        dispatcher = EventDispatcher(settings, app["matrix"], commands)
+        inbox = InboxStore(db)
+        processor = InboxProcessor(
+            inbox, dispatcher.handle, clock, base_delay_ms=options.retry_base_delay_ms
+        )
+        app["inbox"] = inbox
+        app["processor"] = processor
+        app["meetings"] = meetings
+        app["as_api"] = AppserviceAPI(
+            settings.appservice.hs_token, inbox, clock, processor.wake, dispatcher.is_own_user
+        )
+        app["join_page"] = JoinPage(
+            meetings,
+            app["matrix"],
+            JoinSettings(
+                livekit_url=settings.livekit.url,
+                api_key=settings.livekit.api_key,
+                api_secret=settings.livekit.api_secret,
+                frontend_url=settings.livekit.frontend_url,
+                token_ttl_s=settings.livekit.token_ttl,
+            ),
+            settings.meetings.default_language,
+        )
+        worker = asyncio.create_task(processor.run()) if options.process_inbox else None
+        yield
+        if worker is not None:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    app.cleanup_ctx.extend([database, matrix, livekit, domain])
+
+    # Routes resolve their handler objects lazily: those exist only once start-up has run.
+    app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", _late("as_api", "put_transaction"))
+    app.router.add_post("/_matrix/app/v1/ping", _late("as_api", "ping"))
+    app.router.add_get("/_matrix/app/v1/users/{user_id}", _late("as_api", "query_user"))
+    app.router.add_get("/_matrix/app/v1/rooms/{alias}", _late("as_api", "query_room"))
+    app.router.add_get("/m/{slug}", _late("join_page", "show"))
+    app.router.add_post("/m/{slug}", _late("join_page", "join"))
+    app.router.add_get("/health", _health)
+    return app
+
+
+def _late(component: str, method: str) -> Any:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        target = getattr(request.app[component], method)
+        response: web.StreamResponse = await target(request)
+        return response
+
+    return handler
+
+
+async def _health(request: web.Request) -> web.Response:
+    pending = await request.app["inbox"].pending_count()
+    return web.json_response({"status": "ok", "inbox_pending": pending})
+
+
+async def _set_up_bot(bot: IntentAPI, displayname: str) -> None:
+    """Register the bot and set its name; retried in the background while the homeserver is down."""
+    delay = 1.0
+    while True:
+        try:
+            await bot.ensure_registered()
+            await bot.set_displayname(displayname)
+            return
+        except (MatrixError, aiohttp.ClientError, TimeoutError) as err:
+            log.warning(
+                "Homeserver not ready for the bot's profile (%r); retrying in %.0f s", err, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60)
+
+
+async def _probe_livekit(adapter: LiveKitAdapter, url: str) -> None:
+    try:
+        await adapter.list_rooms()
+    except LiveKitError as err:
+        log.warning(
+            "LiveKit at %s is not usable (%s): /visio will answer with an error until it is",
+            url,
+            err,
+        )
+    else:
+        log.info("LiveKit at %s answers", url)
+
+
+class BridgeServer:
+    """The bridge on a TCP port: start, stop, and access to the running app for tests."""
+
+    def __init__(self, settings: Settings, options: Options | None = None) -> None:
+        self.settings = settings
+        self.app = build_app(settings, options)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.settings.appservice.hostname, self.settings.appservice.port
+        )
+        await site.start()
+        log.info(
+            "visio-bridge listening on %s:%d as %s",
+            self.settings.appservice.hostname,
+            self.settings.appservice.port,
+            self.settings.bot_mxid,
+        )
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> BridgeServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

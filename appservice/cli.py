@@ -1,0 +1,110 @@
+"""The `visio-bridge` command: generate-registration, check-config, run, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+
+from .settings import ConfigError, Settings, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="visio-bridge", description="Start LiveKit video calls from Matrix rooms."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate-registration", help="write the homeserver registration")
+    gen.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
+    gen.add_argument("-o", "--output", type=Path, default=Path("registration.yaml"))
+    gen.add_argument("--force", action="store_true", help="overwrite (new tokens!)")
+
+    check = commands.add_parser("check-config", help="validate the config file")
+    check.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
+
+    run = commands.add_parser("run", help="run the bridge")
+    run.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
+
+    demo = commands.add_parser("demo", help="run a local Synapse with the bridge, to try it out")
+    demo.add_argument("--dir", type=Path, default=Path("visio-demo"))
+
+    args = parser.parse_args(argv)
+    if args.command == "generate-registration":
+        return _generate_registration(args.config, args.output, force=args.force)
+    if args.command == "check-config":
+        return _check_config(args.config)
+    if args.command == "run":
+        settings = _load_or_exit(args.config)
+        _configure_logging(settings.log_level)
+        asyncio.run(_run_until_signal(settings))
+        return 0
+    if args.command == "demo":
+        from .demo import prepare_demo, run_demo
+
+        return asyncio.run(run_demo(prepare_demo(args.dir)))
+    return 2
+
+
+def _load_or_exit(path: Path, *, need_tokens: bool = True) -> Settings:
+    try:
+        return load_settings(path, need_tokens=need_tokens)
+    except ConfigError as err:
+        print(f"Invalid configuration in {path}:", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        raise SystemExit(1) from err
+
+
+def _generate_registration(config: Path, output: Path, *, force: bool) -> int:
+    from .registration import new_registration
+
+    settings = _load_or_exit(config, need_tokens=False)
+    if output.exists() and not force:
+        print(
+            f"{output} already exists; new tokens would break the homeserver's copy. "
+            "Use --force to replace it.",
+            file=sys.stderr,
+        )
+        return 1
+    output.write_text(yaml.safe_dump(new_registration(settings), sort_keys=False))
+    output.chmod(0o600)  # it holds the tokens
+    print(f"Wrote {output}. Add it to Synapse's app_service_config_files and restart Synapse.")
+    return 0
+
+
+def _check_config(config: Path) -> int:
+    settings = _load_or_exit(config)
+    database = settings.database_url.split(":", 1)[0]
+    print(f"{config} is valid: bot {settings.bot_mxid}, database {database}")
+    return 0
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # mautrix logs every request at DEBUG/INFO; keep the bridge's own lines readable.
+    logging.getLogger("mau").setLevel(max(logging.getLevelName(level), logging.WARNING))
+
+
+async def _run_until_signal(settings: Settings) -> None:
+    from .app import BridgeServer
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with BridgeServer(settings):
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Routing one homeserver event to what the bridge does about it.
+
+Only two kinds matter for now: an invite of the bot (join if the operator allows the inviter)
+and a message that is a `/visio` command. Everything the bridge's own users send is ignored,
+so the bot never answers itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.ids import EventID, RoomID, UserID
+
+from .command_parser import parse_command
+from .matrix import MatrixPort, txn_id_for
+from .render import notice
+from .settings import Settings
+from .visio_commands import CommandContext, VisioCommands
+
+log = logging.getLogger(__name__)
+
+
+class EventDispatcher:
+    def __init__(self, settings: Settings, matrix: MatrixPort, commands: VisioCommands) -> None:
+        self._settings = settings
+        self._matrix = matrix
+        self._commands = commands
+        self._bot = settings.bot_mxid
+        domain = re.escape(settings.homeserver.domain)
+        prefix = re.escape(settings.appservice.user_prefix)
+        self._own_users = re.compile(rf"^@{prefix}.+:{domain}$")
+
+    def is_own_user(self, user_id: str) -> bool:
+        return user_id == self._bot or self._own_users.match(user_id) is not None
+
+    async def handle(self, event: Mapping[str, Any]) -> None:
+        sender = event.get("sender")
+        room_id = event.get("room_id")
+        event_id = event.get("event_id")
+        if not (isinstance(sender, str) and isinstance(room_id, str) and isinstance(event_id, str)):
+            return
+        if self.is_own_user(sender):
+            return
+        content = event.get("content")
+        if not isinstance(content, Mapping):
+            return
+        event_type = event.get("type")
+        if event_type == "m.room.member" and event.get("state_key") == self._bot:
+            if content.get("membership") == "invite":
+                await self._on_invite(RoomID(room_id), UserID(sender), EventID(event_id))
+        elif event_type == "m.room.message" and "m.new_content" not in content:
+            # Edits are not commands: re-running `/visio end` because someone fixed a typo
+            # in an old message would surprise everyone.
+            command = parse_command(content, self._bot, self._settings.appservice.bot_displayname)
+            if command is not None:
+                ctx = CommandContext(
+                    room_id=RoomID(room_id),
+                    sender=UserID(sender),
+                    event_id=EventID(event_id),
+                    language=self._settings.meetings.default_language,
+                )
+                await self._commands.run(ctx, command)
+
+    async def _on_invite(self, room_id: RoomID, inviter: UserID, event_id: EventID) -> None:
+        if not self._settings.may_invite(inviter):
+            log.info("Refusing invite to %s from %s (not allowed by permissions)", room_id, inviter)
+            await self._matrix.leave(room_id, reason="This bridge is not available to you.")
+            return
+        log.info("Joining %s, invited by %s", room_id, inviter)
+        await self._matrix.join(room_id)
+        language = self._settings.meetings.default_language
+        await self._matrix.send_notice(
+            room_id, notice(language, "hello"), txn_id=txn_id_for(event_id, "hello")
+        )

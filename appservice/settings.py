@@ -1,0 +1,326 @@
+"""Loading and validating the operator's config file into typed, immutable settings.
+
+Every problem is reported with its key path (`livekit.api_secret: …`) and all problems are
+collected before failing, so `visio-bridge check-config` shows the whole list at once.
+Secrets can come from the file, from `<key>_file` (a path whose content is the secret), or
+from an environment variable `VISIO_BRIDGE_<SECTION>_<KEY>`, which wins.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+LANGUAGES = ("fr", "en")
+PERMISSION_LEVELS = ("none", "user")
+_LOCALPART = re.compile(r"^[a-z0-9._=/+-]+$")
+
+
+class ConfigError(Exception):
+    """The config file is unusable; `problems` lists each one with its key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class HomeserverSettings:
+    address: str
+    domain: str
+
+
+@dataclass(frozen=True)
+class AppserviceSettings:
+    id: str
+    address: str
+    hostname: str
+    port: int
+    bot_username: str
+    bot_displayname: str
+    user_prefix: str
+    as_token: str
+    hs_token: str
+
+    def bot_mxid(self, domain: str) -> str:
+        return f"@{self.bot_username}:{domain}"
+
+
+@dataclass(frozen=True)
+class LiveKitSettings:
+    url: str
+    api_url: str
+    api_key: str
+    api_secret: str
+    empty_timeout: int
+    departure_timeout: int
+    max_participants: int
+    token_ttl: int
+    frontend_url: str
+
+
+@dataclass(frozen=True)
+class MeetingSettings:
+    default_language: str
+    moderator_power_level: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    homeserver: HomeserverSettings
+    appservice: AppserviceSettings
+    public_url: str
+    database_url: str
+    database_args: Mapping[str, Any]
+    livekit: LiveKitSettings
+    meetings: MeetingSettings
+    permissions: Mapping[str, str]
+    log_level: str
+    source: Path | None = field(default=None, compare=False)
+
+    @property
+    def bot_mxid(self) -> str:
+        return self.appservice.bot_mxid(self.homeserver.domain)
+
+    def may_invite(self, user_id: str) -> bool:
+        """Whether the operator lets `user_id` invite the bot (user id, then domain, then *)."""
+        domain = user_id.split(":", 1)[1] if ":" in user_id else ""
+        for key in (user_id, domain, "*"):
+            if key in self.permissions:
+                return self.permissions[key] != "none"
+        return False
+
+
+class _Reader:
+    """Walks the raw YAML, recording problems with key paths instead of raising at the first."""
+
+    def __init__(self, raw: Mapping[str, Any], base_dir: Path, env: Mapping[str, str]) -> None:
+        self.raw = raw
+        self.base_dir = base_dir
+        self.env = env
+        self.problems: list[str] = []
+
+    def node(self, path: str) -> Any:
+        value: Any = self.raw
+        for part in path.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                return None
+            value = value[part]
+        return value
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def text(self, path: str, default: str | None = None, *, secret: bool = False) -> str:
+        env_name = "VISIO_BRIDGE_" + path.upper().replace(".", "_")
+        if secret and env_name in self.env:
+            return self.env[env_name]
+        value = self.node(path)
+        if secret and value is None:
+            file_path = self.node(path + "_file")
+            if isinstance(file_path, str):
+                try:
+                    return (self.base_dir / file_path).read_text().strip()
+                except OSError as err:
+                    self.problem(path + "_file", f"cannot read {file_path!r}: {err.strerror}")
+                    return ""
+        if value is None:
+            if default is None:
+                self.problem(path, "is required" + (f" (or set {env_name})" if secret else ""))
+                return ""
+            return default
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            self.problem(path, f"must be a string, not {type(value).__name__}")
+            return default or ""
+        return str(value)
+
+    def integer(self, path: str, default: int, low: int, high: int) -> int:
+        value = self.node(path)
+        if value is None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.problem(path, f"must be a whole number, not {value!r}")
+            return default
+        if not low <= value <= high:
+            self.problem(path, f"must be between {low} and {high}, not {value}")
+            return default
+        return value
+
+    def url(self, path: str, schemes: tuple[str, ...], default: str | None = None) -> str:
+        value = self.text(path, default).rstrip("/")
+        parsed = urlparse(value)
+        if value and (parsed.scheme not in schemes or not parsed.netloc):
+            self.problem(path, f"must be a {' or '.join(schemes)} URL, not {value!r}")
+        return value
+
+    def choice(self, path: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.text(path, default)
+        if value not in choices:
+            self.problem(path, f"must be one of {', '.join(choices)}, not {value!r}")
+            return default
+        return value
+
+
+def load_settings(
+    path: Path, env: Mapping[str, str] | None = None, *, need_tokens: bool = True
+) -> Settings:
+    """Read and validate the config file at `path`; raise `ConfigError` listing all problems."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read the config file: {err.strerror}"]) from err
+    except yaml.YAMLError as err:
+        raise ConfigError([f"{path}: not valid YAML: {err}"]) from err
+    if not isinstance(raw, Mapping):
+        raise ConfigError([f"{path}: the config file must be a YAML mapping of sections"])
+    settings = parse_settings(
+        raw, path.parent, os.environ if env is None else env, need_tokens=need_tokens
+    )
+    return Settings(**{**settings.__dict__, "source": path})
+
+
+def parse_settings(
+    raw: Mapping[str, Any],
+    base_dir: Path,
+    env: Mapping[str, str],
+    *,
+    need_tokens: bool = True,
+) -> Settings:
+    """Validate a parsed config; `need_tokens=False` for generating the registration itself."""
+    r = _Reader(raw, base_dir, env)
+
+    homeserver = HomeserverSettings(
+        address=r.url("homeserver.address", ("http", "https")),
+        domain=r.text("homeserver.domain"),
+    )
+    tokens = _registration_tokens(r) if need_tokens else ("", "")
+    bot_username = r.text("appservice.bot_username", "visio")
+    if bot_username and not _LOCALPART.match(bot_username):
+        r.problem("appservice.bot_username", f"is not a valid Matrix localpart: {bot_username!r}")
+    appservice = AppserviceSettings(
+        id=r.text("appservice.id", "visio"),
+        address=r.url("appservice.address", ("http", "https")),
+        hostname=r.text("appservice.hostname", "127.0.0.1"),
+        port=r.integer("appservice.port", 29340, 1, 65535),
+        bot_username=bot_username,
+        bot_displayname=r.text("appservice.bot_displayname", "Visio"),
+        user_prefix=r.text("appservice.user_prefix", "visio_"),
+        as_token=tokens[0],
+        hs_token=tokens[1],
+    )
+    livekit_url = r.url("livekit.url", ("ws", "wss", "http", "https"))
+    default_api_url = livekit_url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+    frontend_url = r.text(
+        "livekit.frontend_url",
+        "https://meet.livekit.io/custom?liveKitUrl={livekit_url}&token={token}",
+    )
+    if "{token}" not in frontend_url:
+        r.problem("livekit.frontend_url", "must contain {token} (and usually {livekit_url})")
+    else:
+        try:
+            frontend_url.format(livekit_url="", token="", room="")
+        except (KeyError, IndexError, ValueError) as err:
+            r.problem("livekit.frontend_url", f"only {{livekit_url}}, {{token}}, {{room}}: {err}")
+    api_secret = r.text("livekit.api_secret", secret=True)
+    livekit = LiveKitSettings(
+        url=livekit_url,
+        api_url=r.url("livekit.api_url", ("http", "https"), default_api_url or None),
+        api_key=r.text("livekit.api_key", secret=True),
+        api_secret=api_secret,
+        empty_timeout=r.integer("livekit.room.empty_timeout", 300, 10, 86400),
+        departure_timeout=r.integer("livekit.room.departure_timeout", 20, 0, 3600),
+        max_participants=r.integer("livekit.room.max_participants", 0, 0, 100000),
+        token_ttl=r.integer("livekit.token_ttl", 600, 30, 86400),
+        frontend_url=frontend_url,
+    )
+    meetings = MeetingSettings(
+        default_language=r.choice("meetings.default_language", LANGUAGES, "fr"),
+        moderator_power_level=r.integer("meetings.moderator_power_level", 50, 0, 1000),
+    )
+    database_args = r.node("database.args") or {}
+    if not isinstance(database_args, Mapping):
+        r.problem("database.args", "must be a mapping")
+        database_args = {}
+    database_url = r.text("database.url", "sqlite:visio-bridge.db")
+    if not database_url.startswith(("sqlite:", "postgres://", "postgresql://")):
+        r.problem("database.url", f"must start with sqlite: or postgres://, not {database_url!r}")
+    permissions = _permissions(r)
+    log_level = r.choice("logging.level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
+    if r.problems:
+        raise ConfigError(r.problems)
+    return Settings(
+        homeserver=homeserver,
+        appservice=appservice,
+        public_url=r.url("public_url", ("http", "https")),
+        database_url=_resolve_sqlite_path(database_url, base_dir),
+        database_args=dict(database_args),
+        livekit=livekit,
+        meetings=meetings,
+        permissions=permissions,
+        log_level=log_level,
+    )
+
+
+def _registration_tokens(r: _Reader) -> tuple[str, str]:
+    """as_token and hs_token: from the config or env if given, else from the registration file.
+
+    Reading them from the registration keeps one source of truth: the file the homeserver
+    loads is the file the bridge trusts, and nothing ever rewrites the config.
+    """
+    as_token = r.text("appservice.as_token", "", secret=True)
+    hs_token = r.text("appservice.hs_token", "", secret=True)
+    if as_token and hs_token:
+        return as_token, hs_token
+    reg_path = r.base_dir / r.text("appservice.registration", "registration.yaml")
+    try:
+        registration = yaml.safe_load(reg_path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        r.problem(
+            "appservice.registration",
+            f"cannot read tokens from {reg_path} ({err}); "
+            "run `visio-bridge generate-registration` first",
+        )
+        return "", ""
+    if not isinstance(registration, Mapping):
+        r.problem("appservice.registration", f"{reg_path} is not a registration file")
+        return "", ""
+    as_token = as_token or str(registration.get("as_token", ""))
+    hs_token = hs_token or str(registration.get("hs_token", ""))
+    for name, value in (("as_token", as_token), ("hs_token", hs_token)):
+        if not value or value.startswith("CHANGE_ME"):
+            r.problem("appservice.registration", f"{reg_path} has no real {name}")
+    return as_token, hs_token
+
+
+def _permissions(r: _Reader) -> dict[str, str]:
+    raw = r.node("permissions")
+    if raw is None:
+        domain = r.node("homeserver.domain")
+        return {str(domain): "user"} if domain else {}
+    if not isinstance(raw, Mapping):
+        r.problem("permissions", "must map '*', a domain or a user id to none or user")
+        return {}
+    result: dict[str, str] = {}
+    for key, level in raw.items():
+        if level not in PERMISSION_LEVELS:
+            r.problem(f"permissions.{key}", f"must be one of {', '.join(PERMISSION_LEVELS)}")
+            continue
+        result[str(key)] = str(level)
+    return result
+
+
+def _resolve_sqlite_path(url: str, base_dir: Path) -> str:
+    # A relative SQLite path is relative to the config file, not to wherever the bridge starts.
+    if url.startswith("sqlite:"):
+        path = Path(url.removeprefix("sqlite:").removeprefix("///"))
+        if not path.is_absolute():
+            path = base_dir / path
+        return f"sqlite:{path}"
+    return url

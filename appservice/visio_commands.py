@@ -1,0 +1,167 @@
+"""What each `/visio` subcommand does in the room: calls the domain, then answers with a notice.
+
+Every answer is sent with a transaction id derived from the command's event id, so handling
+the same event twice (a homeserver retry, a replay from the inbox after a crash) shows the
+room one answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bridge.clock import Clock
+from bridge.ids import EventID, RoomID, UserID
+from bridge.livekit import LiveKitError
+from bridge.meeting_service import MeetingService, NoOpenMeeting, NotAllowedToEnd
+from bridge.meetings import Meeting
+
+from .command_parser import Action, Command
+from .errors import new_reference
+from .matrix import MatrixPort, txn_id_for
+from .render import Link, Notice, duration, notice
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    room_id: RoomID
+    sender: UserID
+    event_id: EventID
+    language: str
+
+
+class VisioCommands:
+    def __init__(
+        self,
+        meetings: MeetingService,
+        matrix: MatrixPort,
+        *,
+        public_url: str,
+        moderator_level: int,
+        clock: Clock,
+    ) -> None:
+        self._meetings = meetings
+        self._matrix = matrix
+        self._public_url = public_url.rstrip("/")
+        self._moderator_level = moderator_level
+        self._clock = clock
+
+    def join_link(self, meeting: Meeting) -> str:
+        return f"{self._public_url}/m/{meeting.slug}"
+
+    async def run(self, ctx: CommandContext, command: Command) -> None:
+        log.info("%s in %s: visio %s", ctx.sender, ctx.room_id, command.action.value)
+        try:
+            match command.action:
+                case Action.START:
+                    await self._start(ctx)
+                case Action.END:
+                    await self._end(ctx)
+                case Action.STATUS:
+                    await self._status(ctx)
+                case Action.HELP:
+                    await self._reply(ctx, notice(ctx.language, "help"))
+                case Action.UNKNOWN:
+                    unknown = notice(ctx.language, "unknown_command", command=command.argument)
+                    help_text = notice(ctx.language, "help")
+                    await self._reply(
+                        ctx,
+                        Notice(
+                            plain=f"{unknown.plain}\n{help_text.plain}",
+                            html=f"{unknown.html}<br>{help_text.html}",
+                        ),
+                    )
+        except Exception:
+            reference = new_reference()
+            log.exception(
+                "Unexpected error [%s] handling %s in %s", reference, ctx.event_id, ctx.room_id
+            )
+            await self._reply(ctx, notice(ctx.language, "internal_error", ref=reference), "error")
+            raise
+
+    async def _start(self, ctx: CommandContext) -> None:
+        try:
+            outcome = await self._meetings.start(ctx.room_id, ctx.sender, ctx.event_id)
+        except LiveKitError as err:
+            reference = new_reference()
+            log.error(
+                "LiveKit failed [%s] starting a meeting in %s: %s", reference, ctx.room_id, err
+            )
+            key = "livekit_down" if err.unreachable else "livekit_refused"
+            await self._reply(ctx, notice(ctx.language, key, ref=reference))
+            return
+        meeting = outcome.meeting
+        starter = await self._matrix.display_name(ctx.room_id, meeting.started_by)
+        link = Link(self.join_link(meeting))
+        if not outcome.created:
+            await self._reply(ctx, notice(ctx.language, "already_live", starter=starter, link=link))
+            return
+        if meeting.status_event_id is not None or not meeting.is_open:
+            return  # a replay of a command whose status message is already up
+        status_event = await self._matrix.send_notice(
+            ctx.room_id,
+            notice(ctx.language, "started", starter=starter, link=link),
+            txn_id=txn_id_for(ctx.event_id, "status"),
+        )
+        await self._meetings.attach_status_message(meeting, EventID(status_event))
+
+    async def _end(self, ctx: CommandContext) -> None:
+        level = await self._matrix.power_level(ctx.room_id, ctx.sender)
+        try:
+            meeting = await self._meetings.end(
+                ctx.room_id, ctx.sender, user_level=level, moderator_level=self._moderator_level
+            )
+        except NoOpenMeeting:
+            await self._reply(ctx, notice(ctx.language, "nothing_to_end"))
+            return
+        except NotAllowedToEnd as refusal:
+            starter = await self._matrix.display_name(ctx.room_id, refusal.meeting.started_by)
+            await self._reply(
+                ctx,
+                notice(
+                    ctx.language, "end_forbidden", starter=starter, level=refusal.required_level
+                ),
+            )
+            return
+        except LiveKitError as err:
+            reference = new_reference()
+            log.error(
+                "LiveKit failed [%s] ending the meeting in %s: %s", reference, ctx.room_id, err
+            )
+            await self._reply(ctx, notice(ctx.language, "end_failed", ref=reference))
+            return
+        if meeting.status_event_id:
+            lasted = duration(ctx.language, (meeting.ended_at or 0) - (meeting.started_at or 0))
+            await self._matrix.edit_notice(
+                ctx.room_id,
+                meeting.status_event_id,
+                notice(ctx.language, "ended_status", duration=lasted),
+                txn_id=txn_id_for(ctx.event_id, "status-edit"),
+            )
+        ender = await self._matrix.display_name(ctx.room_id, ctx.sender)
+        await self._reply(ctx, notice(ctx.language, "ended", ender=ender))
+
+    async def _status(self, ctx: CommandContext) -> None:
+        meeting = await self._meetings.open_meeting(ctx.room_id)
+        if meeting is None:
+            await self._reply(ctx, notice(ctx.language, "status_none"))
+            return
+        starter = await self._matrix.display_name(ctx.room_id, meeting.started_by)
+        since = meeting.started_at or meeting.created_at
+        await self._reply(
+            ctx,
+            notice(
+                ctx.language,
+                "status_live",
+                duration=duration(ctx.language, self._clock.now_ms() - since),
+                starter=starter,
+                link=Link(self.join_link(meeting)),
+            ),
+        )
+
+    async def _reply(self, ctx: CommandContext, message: Notice, purpose: str = "reply") -> None:
+        await self._matrix.send_notice(
+            ctx.room_id, message, reply_to=ctx.event_id, txn_id=txn_id_for(ctx.event_id, purpose)
+        )

@@ -1,0 +1,1 @@
+"""The visio-bridge domain: meetings, LiveKit, persistence. Never imports mautrix or appservice/."""

@@ -1,0 +1,124 @@
+"""The LiveKit port: the narrow set of server calls the domain makes, and its livekit-api adapter.
+
+One `LiveKitAPI` client is made at start-up and closed at shutdown (see `appservice/app.py`).
+Every failure is translated to `LiveKitError`, with `unreachable` telling "LiveKit is down"
+apart from "LiveKit said no", because the user-facing message differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+from livekit import api
+
+from .ids import LiveKitRoomName
+
+log = logging.getLogger(__name__)
+
+
+class LiveKitError(Exception):
+    """A LiveKit server call failed; `unreachable` is True when no answer came at all."""
+
+    def __init__(self, message: str, *, unreachable: bool, code: str | None = None) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+        self.code = code
+
+
+@dataclass(frozen=True)
+class RoomOptions:
+    """Options for each LiveKit room the bridge creates (defaults as Element Call's service)."""
+
+    empty_timeout: int = 300
+    departure_timeout: int = 20
+    max_participants: int = 0
+
+
+@dataclass(frozen=True)
+class LiveRoom:
+    name: LiveKitRoomName
+    sid: str
+    num_participants: int
+
+
+class LiveKitRooms(Protocol):
+    async def create_room(self, name: LiveKitRoomName, metadata: str) -> LiveRoom: ...
+
+    async def delete_room(self, name: LiveKitRoomName) -> bool:
+        """Delete a room; False when it was already gone."""
+        ...
+
+    async def list_rooms(self, names: list[LiveKitRoomName] | None = None) -> list[LiveRoom]: ...
+
+
+class LiveKitAdapter:
+    """`LiveKitRooms` over livekit-api's Twirp client."""
+
+    def __init__(
+        self, client: api.LiveKitAPI, options: RoomOptions, *, call_timeout_s: float = 10.0
+    ) -> None:
+        self._client = client
+        self._options = options
+        # livekit-api passes no timeout to aiohttp per request, so its own `timeout` setting
+        # never applies: without this bound a hung LiveKit would hang the command forever.
+        self._timeout = call_timeout_s
+
+    async def create_room(self, name: LiveKitRoomName, metadata: str) -> LiveRoom:
+        request = api.CreateRoomRequest(
+            name=name,
+            empty_timeout=self._options.empty_timeout,
+            departure_timeout=self._options.departure_timeout,
+            max_participants=self._options.max_participants,
+            metadata=metadata,
+        )
+        async with _translated_errors("CreateRoom", name), asyncio.timeout(self._timeout):
+            room = await self._client.room.create_room(request)
+        return LiveRoom(LiveKitRoomName(room.name), room.sid, room.num_participants)
+
+    async def delete_room(self, name: LiveKitRoomName) -> bool:
+        try:
+            async with _translated_errors("DeleteRoom", name), asyncio.timeout(self._timeout):
+                await self._client.room.delete_room(api.DeleteRoomRequest(room=name))
+        except LiveKitError as err:
+            if err.code == "not_found":
+                return False
+            raise
+        return True
+
+    async def list_rooms(self, names: list[LiveKitRoomName] | None = None) -> list[LiveRoom]:
+        rooms = ",".join(names or [])
+        async with _translated_errors("ListRooms", rooms), asyncio.timeout(self._timeout):
+            response = await self._client.room.list_rooms(api.ListRoomsRequest(names=names or []))
+        return [
+            LiveRoom(LiveKitRoomName(room.name), room.sid, room.num_participants)
+            for room in response.rooms
+        ]
+
+
+class _translated_errors:
+    def __init__(self, method: str, room: str) -> None:
+        self._method = method
+        self._room = room
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, api.TwirpError):
+            raise LiveKitError(
+                f"LiveKit {self._method} for {self._room!r} refused: {exc.code} {exc.message}",
+                unreachable=exc.status >= 500,
+                code=exc.code,
+            ) from exc
+        if isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError):
+            raise LiveKitError(
+                f"LiveKit {self._method} for {self._room!r}: no answer ({exc!r})",
+                unreachable=True,
+            ) from exc
+        return False

@@ -1,0 +1,188 @@
+"""Meetings: the record, its states, and its repository.
+
+A meeting is one LiveKit call that belongs to one Matrix room. Its life:
+`requested` (row written, LiveKit room being created) → `live` → `ended`; `failed` when
+LiveKit refused to create it. At most one meeting per Matrix room is `requested` or `live`,
+enforced by a partial unique index (migrations/v01), never by check-then-insert.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .db import Connection, Database, Row
+from .ids import EventID, LiveKitRoomName, MeetingID, MeetingSlug, RoomID, UserID
+
+
+class MeetingState(enum.StrEnum):
+    REQUESTED = "requested"
+    LIVE = "live"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+# The states the one-live-meeting-per-room index covers; keep in step with the migration.
+OPEN_STATES = (MeetingState.REQUESTED, MeetingState.LIVE)
+
+
+@dataclass(frozen=True)
+class Meeting:
+    id: MeetingID
+    room_id: RoomID
+    slug: MeetingSlug
+    livekit_room: LiveKitRoomName
+    state: MeetingState
+    started_by: UserID
+    command_event_id: EventID | None
+    created_at: int
+    started_at: int | None = None
+    ended_at: int | None = None
+    ended_by: UserID | None = None
+    status_event_id: EventID | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+
+_COLUMNS = (
+    "id, room_id, slug, livekit_room, state, started_by, command_event_id, created_at, "
+    "started_at, ended_at, ended_by, status_event_id"
+)
+
+
+def _meeting(row: Row) -> Meeting:
+    return Meeting(
+        id=MeetingID(row["id"]),
+        room_id=RoomID(row["room_id"]),
+        slug=MeetingSlug(row["slug"]),
+        livekit_room=LiveKitRoomName(row["livekit_room"]),
+        state=MeetingState(row["state"]),
+        started_by=UserID(row["started_by"]),
+        command_event_id=row["command_event_id"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        ended_by=row["ended_by"],
+        status_event_id=row["status_event_id"],
+    )
+
+
+class MeetingStore:
+    """Repository of meetings over the database port."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def insert_if_room_free(self, meeting: Meeting) -> bool:
+        """Insert `meeting` unless its room already has an open one; True if inserted.
+
+        The partial unique index arbitrates between concurrent starters; ON CONFLICT turns
+        the loser's insert into a no-op so it can go on to read the winner.
+        """
+        inserted = await self._db.fetchval(
+            f"INSERT INTO meetings ({_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            meeting.id,
+            meeting.room_id,
+            meeting.slug,
+            meeting.livekit_room,
+            meeting.state.value,
+            meeting.started_by,
+            meeting.command_event_id,
+            meeting.created_at,
+            meeting.started_at,
+            meeting.ended_at,
+            meeting.ended_by,
+            meeting.status_event_id,
+        )
+        return inserted is not None
+
+    async def open_in_room(self, room_id: RoomID) -> Meeting | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_COLUMNS} FROM meetings WHERE room_id=$1 AND state IN ($2, $3)",
+            room_id,
+            *OPEN_STATES,
+        )
+        return _meeting(row) if row else None
+
+    async def by_slug(self, slug: MeetingSlug) -> Meeting | None:
+        row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM meetings WHERE slug=$1", slug)
+        return _meeting(row) if row else None
+
+    async def by_id(self, meeting_id: MeetingID) -> Meeting | None:
+        row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM meetings WHERE id=$1", meeting_id)
+        return _meeting(row) if row else None
+
+    async def by_command_event(self, event_id: EventID) -> Meeting | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_COLUMNS} FROM meetings WHERE command_event_id=$1", event_id
+        )
+        return _meeting(row) if row else None
+
+    async def open_meetings(self) -> list[Meeting]:
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS} FROM meetings WHERE state IN ($1, $2)", *OPEN_STATES
+        )
+        return [_meeting(row) for row in rows]
+
+    async def mark_live(self, meeting_id: MeetingID, at: int) -> Meeting:
+        return await self._transition(
+            meeting_id,
+            "state=$2, started_at=COALESCE(started_at, $3)",
+            (MeetingState.LIVE.value, at),
+            from_states=(MeetingState.REQUESTED,),
+        )
+
+    async def mark_failed(self, meeting_id: MeetingID, at: int) -> Meeting:
+        return await self._transition(
+            meeting_id,
+            "state=$2, ended_at=$3",
+            (MeetingState.FAILED.value, at),
+            from_states=(MeetingState.REQUESTED,),
+        )
+
+    async def mark_ended(self, meeting_id: MeetingID, at: int, by: UserID | None) -> Meeting:
+        return await self._transition(
+            meeting_id,
+            "state=$2, ended_at=$3, ended_by=$4",
+            (MeetingState.ENDED.value, at, by),
+            from_states=OPEN_STATES,
+        )
+
+    async def set_status_event(self, meeting_id: MeetingID, event_id: EventID) -> None:
+        await self._db.execute(
+            "UPDATE meetings SET status_event_id=$2 WHERE id=$1 AND status_event_id IS NULL",
+            meeting_id,
+            event_id,
+        )
+
+    async def _transition(
+        self,
+        meeting_id: MeetingID,
+        assignments: str,
+        values: tuple[object, ...],
+        *,
+        from_states: tuple[MeetingState, ...],
+    ) -> Meeting:
+        # The state guard in the WHERE clause makes every transition idempotent and
+        # race-free: a second, late or replayed transition simply updates nothing.
+        first = len(values) + 2
+        guard = ", ".join(f"${i}" for i in range(first, first + len(from_states)))
+        async with self._db.acquire() as conn, conn.transaction():
+            await conn.execute(
+                f"UPDATE meetings SET {assignments} WHERE id=$1 AND state IN ({guard})",
+                meeting_id,
+                *values,
+                *(state.value for state in from_states),
+            )
+            return await _fetch(conn, meeting_id)
+
+
+async def _fetch(conn: Connection, meeting_id: MeetingID) -> Meeting:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM meetings WHERE id=$1", meeting_id)
+    if row is None:
+        raise LookupError(f"meeting {meeting_id} vanished")
+    return _meeting(row)

@@ -1,0 +1,14 @@
+"""Schema migrations: one module per version, applied in order by mautrix's `UpgradeTable`.
+
+Each step runs in its own transaction and bumps the `version` table; the bridge refuses to
+start on a schema newer than it knows, or on a database owned by another program.
+SQL is written once for PostgreSQL and SQLite (the `$1` placeholder dialect of async_db).
+"""
+
+from mautrix.util.async_db import UpgradeTable
+
+upgrade_table = UpgradeTable(database_name="visio-bridge")
+
+from . import v01_initial  # noqa: E402,F401  - registers itself on upgrade_table
+
+OWNER_NAME = "visio-bridge"
