@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from aiohttp import web
@@ -23,6 +23,7 @@ from mautrix.client.state_store import MemoryStateStore
 from mautrix.errors import MatrixError
 from mautrix.types import UserID
 from mautrix.util.async_db import Database
+from mautrix.util.logging import TraceLogger
 
 from bridge.clock import Clock, SystemClock
 from bridge.inbox import InboxStore
@@ -42,9 +43,24 @@ from .visio_commands import VisioCommands
 
 log = logging.getLogger(__name__)
 
+# Typed keys for what start-up puts on the app (aiohttp's AppKey), read by routes and tests.
+DB = web.AppKey("db", Database)
+MATRIX = web.AppKey("matrix", MatrixPort)
+LIVEKIT = web.AppKey("livekit", LiveKitAdapter)
+INBOX = web.AppKey("inbox", InboxStore)
+PROCESSOR = web.AppKey("processor", InboxProcessor)
+MEETINGS = web.AppKey("meetings", MeetingService)
+AS_API = web.AppKey("as_api", AppserviceAPI)
+JOIN_PAGE = web.AppKey("join_page", JoinPage)
 
-class _StateStore(ASStateStore, MemoryStateStore):
+
+class _StateStore(MemoryStateStore, ASStateStore):
     """mautrix's in-memory state store; the bridge fetches what it needs fresh anyway."""
+
+    def __init__(self) -> None:
+        # Both bases keep their own dicts and neither calls super().__init__().
+        MemoryStateStore.__init__(self)
+        ASStateStore.__init__(self)
 
 
 @dataclass
@@ -71,12 +87,11 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
     options = options or Options()
     clock = options.clock or SystemClock()
     app = web.Application(client_max_size=16 * 1024 * 1024)
-    app["settings"] = settings
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         db = open_database(settings)
         await db.start()
-        app["db"] = db
+        app[DB] = db
         yield
         await db.stop()
 
@@ -89,9 +104,10 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             token=settings.appservice.as_token,
             state_store=state_store,
             client_session=session,
+            log=cast(TraceLogger, logging.getLogger("mau.as")),
         )
         bot: IntentAPI = as_api.bot_intent()
-        app["matrix"] = MatrixPort(bot)
+        app[MATRIX] = MatrixPort(bot)
         start_profile = asyncio.create_task(_set_up_bot(bot, settings.appservice.bot_displayname))
         yield
         start_profile.cancel()
@@ -112,36 +128,36 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
                 max_participants=settings.livekit.max_participants,
             ),
         )
-        app["livekit"] = adapter
+        app[LIVEKIT] = adapter
         probe = asyncio.create_task(_probe_livekit(adapter, settings.livekit.api_url))
         yield
         probe.cancel()
         await client.aclose()
 
     async def domain(app: web.Application) -> AsyncIterator[None]:
-        db = app["db"]
-        meetings = MeetingService(MeetingStore(db), app["livekit"], clock)
+        db = app[DB]
+        meetings = MeetingService(MeetingStore(db), app[LIVEKIT], clock)
         commands = VisioCommands(
             meetings,
-            app["matrix"],
+            app[MATRIX],
             public_url=settings.public_url,
             moderator_level=settings.meetings.moderator_power_level,
             clock=clock,
         )
-        dispatcher = EventDispatcher(settings, app["matrix"], commands)
+        dispatcher = EventDispatcher(settings, app[MATRIX], commands)
         inbox = InboxStore(db)
         processor = InboxProcessor(
             inbox, dispatcher.handle, clock, base_delay_ms=options.retry_base_delay_ms
         )
-        app["inbox"] = inbox
-        app["processor"] = processor
-        app["meetings"] = meetings
-        app["as_api"] = AppserviceAPI(
+        app[INBOX] = inbox
+        app[PROCESSOR] = processor
+        app[MEETINGS] = meetings
+        app[AS_API] = AppserviceAPI(
             settings.appservice.hs_token, inbox, clock, processor.wake, dispatcher.is_own_user
         )
-        app["join_page"] = JoinPage(
+        app[JOIN_PAGE] = JoinPage(
             meetings,
-            app["matrix"],
+            app[MATRIX],
             JoinSettings(
                 livekit_url=settings.livekit.url,
                 api_key=settings.livekit.api_key,
@@ -161,17 +177,17 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
     app.cleanup_ctx.extend([database, matrix, livekit, domain])
 
     # Routes resolve their handler objects lazily: those exist only once start-up has run.
-    app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", _late("as_api", "put_transaction"))
-    app.router.add_post("/_matrix/app/v1/ping", _late("as_api", "ping"))
-    app.router.add_get("/_matrix/app/v1/users/{user_id}", _late("as_api", "query_user"))
-    app.router.add_get("/_matrix/app/v1/rooms/{alias}", _late("as_api", "query_room"))
-    app.router.add_get("/m/{slug}", _late("join_page", "show"))
-    app.router.add_post("/m/{slug}", _late("join_page", "join"))
+    app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", _late(AS_API, "put_transaction"))
+    app.router.add_post("/_matrix/app/v1/ping", _late(AS_API, "ping"))
+    app.router.add_get("/_matrix/app/v1/users/{user_id}", _late(AS_API, "query_user"))
+    app.router.add_get("/_matrix/app/v1/rooms/{alias}", _late(AS_API, "query_room"))
+    app.router.add_get("/m/{slug}", _late(JOIN_PAGE, "show"))
+    app.router.add_post("/m/{slug}", _late(JOIN_PAGE, "join"))
     app.router.add_get("/health", _health)
     return app
 
 
-def _late(component: str, method: str) -> Any:
+def _late(component: web.AppKey[Any], method: str) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
         target = getattr(request.app[component], method)
         response: web.StreamResponse = await target(request)
@@ -181,7 +197,7 @@ def _late(component: str, method: str) -> Any:
 
 
 async def _health(request: web.Request) -> web.Response:
-    pending = await request.app["inbox"].pending_count()
+    pending = await request.app[INBOX].pending_count()
     return web.json_response({"status": "ok", "inbox_pending": pending})
 
 

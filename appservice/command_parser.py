@@ -59,14 +59,9 @@ def parse_command(
     if not isinstance(body, str) or len(body) > MAX_COMMAND_LENGTH:
         return None
     body = body.strip()
-    match = _PREFIXED.match(body)
+    match = _PREFIXED.match(body) or _after_mention(body, content, bot_mxid, bot_displayname)
     if match is None:
-        rest_of_mention = _strip_mention(body, content, bot_mxid, bot_displayname)
-        if rest_of_mention is None:
-            return None
-        match = _AFTER_MENTION.match(rest_of_mention)
-        if match is None:
-            return None
+        return None
     return _command(match.group("rest") or "")
 
 
@@ -76,22 +71,20 @@ def _command(rest: str) -> Command:
     return Command(_ACTIONS.get(word, Action.UNKNOWN), argument=words[0] if words else "")
 
 
-def _strip_mention(
+def _after_mention(
     body: str, content: Mapping[str, Any], bot_mxid: str, bot_displayname: str
-) -> str | None:
-    """The text after a leading mention of the bot, or None when it does not start with one."""
+) -> re.Match[str] | None:
+    """`visio …` following a leading mention of the bot, however the client wrote the mention."""
     localpart = bot_mxid[1:].split(":", 1)[0]
-    # Clients write a pill's plain body as the display name, sometimes as the user id or
-    # "@localpart"; accept each, longest first so "@visio:server" is not cut at "@visio".
-    candidates = sorted({bot_mxid, f"@{localpart}", bot_displayname, localpart}, key=len)
-    lowered = body.lower()
-    for candidate in reversed(candidates):
-        if candidate and lowered.startswith(candidate.lower()):
-            return body[len(candidate) :]
-    # A pill whose plain text is something else entirely: trust m.mentions, then the text.
+    # Clients write a pill's plain text as the display name, the user id or "@localpart".
+    names = {bot_mxid, f"@{localpart}", bot_displayname, localpart} - {""}
+    rests = [body[len(name) :] for name in names if body.lower().startswith(name.lower())]
+    # A pill whose text is something else (a room-specific name): trust m.mentions and
+    # take what follows the pill's "Name:" separator.
     mentions = content.get("m.mentions")
     if isinstance(mentions, Mapping) and bot_mxid in (mentions.get("user_ids") or []):
-        first_colon = body.find(":")
-        if 0 < first_colon < 80:
-            return body[first_colon + 1 :]
+        rests.append(body.split(":", 1)[1] if ":" in body[:80] else "")
+    for rest in rests:
+        if match := _AFTER_MENTION.match(rest):
+            return match
     return None

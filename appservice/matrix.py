@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from mautrix.api import Method, Path
 from mautrix.appservice import IntentAPI
 from mautrix.errors import MForbidden, MNotFound
 from mautrix.types import (
@@ -19,8 +20,6 @@ from mautrix.types import (
     Format,
     MessageType,
     PowerLevelStateEventContent,
-    RelatesTo,
-    RelationType,
     RoomID,
     TextMessageEventContent,
     UserID,
@@ -36,9 +35,16 @@ def txn_id_for(*parts: str) -> str:
     return "vb-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
+# Room versions before MSC4289 (room v12), where creators are ordinary power-level holders.
+_VERSIONS_WITHOUT_PRIVILEGED_CREATORS = frozenset(str(version) for version in range(1, 12))
+# Stands for "infinite": above any power level a room can grant.
+CREATOR_POWER_LEVEL = 2**53
+
+
 class MatrixPort:
     def __init__(self, bot: IntentAPI) -> None:
         self._bot = bot
+        self._creators: dict[str, frozenset[str]] = {}
 
     @property
     def bot_mxid(self) -> str:
@@ -63,10 +69,9 @@ class MatrixPort:
         return str(event_id)
 
     async def edit_notice(self, room_id: str, event_id: str, notice: Notice, *, txn_id: str) -> str:
-        new_content = _notice_content(notice)
-        content = _notice_content(Notice(plain="* " + notice.plain, html="* " + notice.html))
-        content["m.new_content"] = new_content.serialize()
-        content.relates_to = RelatesTo(rel_type=RelationType.REPLACE, event_id=EventID(event_id))
+        content = _notice_content(notice)
+        # mautrix builds the `m.new_content` copy and the "* " fallback body itself.
+        content.set_edit(EventID(event_id))
         content["m.mentions"] = {}
         sent = await self._bot.send_message_event(
             RoomID(room_id), EventType.ROOM_MESSAGE, content, txn_id=txn_id
@@ -85,10 +90,33 @@ class MatrixPort:
         return str(name) if name else user_id
 
     async def power_level(self, room_id: str, user_id: str) -> int:
+        """The user's power level, counting room creators of v12+ rooms as above everyone."""
+        if user_id in await self._privileged_creators(room_id):
+            return CREATOR_POWER_LEVEL
         levels: PowerLevelStateEventContent = await self._bot.get_power_levels(
             RoomID(room_id), ignore_cache=True
         )
         return int(levels.get_user_level(UserID(user_id)))
+
+    async def _privileged_creators(self, room_id: str) -> frozenset[str]:
+        # Room version 12 (MSC4289) gives the creators infinite power and leaves them out of
+        # m.room.power_levels, so reading power levels alone would call the owner a nobody.
+        # The create event never changes: cache it per room.
+        if room_id not in self._creators:
+            # The state endpoint returns only content; ?format=event adds the sender.
+            create = await self._bot.api.request(
+                Method.GET,
+                Path.v3.rooms[RoomID(room_id)].state["m.room.create"][""],
+                query_params={"format": "event"},
+            )
+            content = create.get("content", create)
+            creators: frozenset[str] = frozenset()
+            if str(content.get("room_version", "1")) not in _VERSIONS_WITHOUT_PRIVILEGED_CREATORS:
+                sender = create.get("sender") or content.get("creator", "")
+                additional = content.get("additional_creators") or []
+                creators = frozenset([str(sender), *(str(user) for user in additional)])
+            self._creators[room_id] = creators
+        return self._creators[room_id]
 
     async def join(self, room_id: str) -> None:
         await self._bot.join_room(RoomID(room_id))

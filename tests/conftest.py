@@ -1,0 +1,51 @@
+"""Shared fixtures: databases (PostgreSQL and SQLite), the LiveKit double, and a full stack.
+
+The full stack is real Synapse (started per test, ~2 s) with the bridge registered, the bridge
+itself on a TCP port, and the LiveKit double; matrix-nio plays the human user.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import DatabaseTarget, Stack  # noqa: E402
+from livekit_double import LiveKitDouble  # noqa: E402
+
+POSTGRES_DSN = os.environ.get("VISIO_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DatabaseTarget]:
+    """A fresh, empty database: a SQLite file, or a throwaway schema on the local PostgreSQL."""
+    if request.param == "sqlite":
+        yield DatabaseTarget(f"sqlite:{tmp_path / 'bridge.db'}", {})
+        return
+    schema = f"visio_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        yield DatabaseTarget(POSTGRES_DSN, {"server_settings": {"search_path": schema}})
+    finally:
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
+
+
+@pytest.fixture
+async def livekit() -> AsyncIterator[LiveKitDouble]:
+    async with LiveKitDouble() as double:
+        yield double
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, livekit: LiveKitDouble) -> AsyncIterator[Stack]:
+    async with Stack(tmp_path, livekit) as running:
+        yield running
