@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import aiohttp
+from mautrix.errors import MatrixConnectionError
+
 from bridge.clock import Clock
 from bridge.ids import EventID, RoomID, UserID
 from bridge.livekit import LiveKitError
@@ -73,6 +76,8 @@ class VisioCommands:
                             html=f"{unknown.html}<br>{help_text.html}",
                         ),
                     )
+        except (MatrixConnectionError, aiohttp.ClientError, TimeoutError):
+            raise  # the homeserver is unreachable: nothing to tell the room; the inbox retries
         except Exception:
             reference = new_reference()
             log.exception(

@@ -17,8 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import DatabaseTarget, Stack  # noqa: E402
-from livekit_double import LiveKitDouble  # noqa: E402
+from harness import DatabaseTarget, Stack
+from livekit_double import LiveKitDouble
 
 POSTGRES_DSN = os.environ.get("VISIO_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 

@@ -50,7 +50,9 @@ async def test_slash_visio_posts_a_link_in_french_with_html(stack: Stack) -> Non
     assert command  # the command itself stays in the room
 
 
-@pytest.mark.parametrize("typed", ["!visio", "!VISIO start", "//visio", "Visio: visio", "visio: visio"])
+@pytest.mark.parametrize(
+    "typed", ["!visio", "!VISIO start", "//visio", "Visio: visio", "visio: visio"]
+)
 async def test_other_ways_of_typing_the_command(stack: Stack, typed: str) -> None:
     alice = await stack.human("alice", "Alice")
     room = await stack.room_with_bot(alice)
@@ -93,7 +95,9 @@ async def test_end_by_starter_deletes_room_and_edits_status(stack: Stack) -> Non
     await alice.send(room, "!visio")
     [status] = await alice.wait_for(room, _starts)
     await alice.send(room, "!visio end")
-    [ended] = await alice.wait_for(room, lambda e: e["content"]["body"] == "Visio terminée par Alice.")
+    [ended] = await alice.wait_for(
+        room, lambda e: e["content"]["body"] == "Visio terminée par Alice."
+    )
     assert ended["content"]["m.relates_to"]["m.in_reply_to"]
     [delete] = stack.livekit.calls("DeleteRoom")
     assert delete.request.room == f"visio-{_slug(status)}"
