@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -73,8 +74,11 @@ def _generate_registration(config: Path, output: Path, *, force: bool) -> int:
             file=sys.stderr,
         )
         return 1
-    output.write_text(yaml.safe_dump(new_registration(settings), sort_keys=False))
-    output.chmod(0o600)  # it holds the tokens
+    # Created private from the start: the file holds the tokens.
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(yaml.safe_dump(new_registration(settings), sort_keys=False))
+    output.chmod(0o600)  # an existing file (--force) keeps its old mode otherwise
     print(f"Wrote {output}. Add it to Synapse's app_service_config_files and restart Synapse.")
     return 0
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 
 class Action(enum.Enum):
@@ -42,6 +43,7 @@ _ACTIONS: Mapping[str, Action] = {
 
 _PREFIXED = re.compile(r"^(?:/{1,2}|!)visio(?:\s+(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
 _AFTER_MENTION = re.compile(r"^[\s:,]*visio\b(?:\s+(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
+_LEADING_LINK = re.compile(r"""^\s*<a\s+href=["'](?P<href>[^"']+)["']""", re.IGNORECASE)
 MAX_COMMAND_LENGTH = 1000
 
 
@@ -76,15 +78,29 @@ def _after_mention(
 ) -> re.Match[str] | None:
     """`visio …` following a leading mention of the bot, however the client wrote the mention."""
     localpart = bot_mxid[1:].split(":", 1)[0]
-    # Clients write a pill's plain text as the display name, the user id or "@localpart".
-    names = {bot_mxid, f"@{localpart}", bot_displayname, localpart} - {""}
-    rests = [body[len(name) :] for name in names if body.lower().startswith(name.lower())]
-    # A pill whose text is something else (a room-specific name): trust m.mentions and
-    # take what follows the pill's "Name:" separator.
-    mentions = content.get("m.mentions")
-    if isinstance(mentions, Mapping) and bot_mxid in (mentions.get("user_ids") or []):
-        rests.append(body.split(":", 1)[1] if ":" in body[:80] else "")
+    lowered = body.lower()
+    rests: list[str] = []
+    # A user id typed out ("@visio:server visio", "@visio visio") is unambiguous.
+    for name in (bot_mxid, f"@{localpart}"):
+        if lowered.startswith(name.lower()):
+            rests.append(body[len(name) :])
+    # Clients write a pill's plain text as "Display Name: "; a bare name without the colon is
+    # ordinary prose ("Visio visio…"), not a mention.
+    for name in {bot_displayname, localpart} - {""}:
+        if lowered.startswith(name.lower()) and body[len(name) : len(name) + 1] in (":", ","):
+            rests.append(body[len(name) :])
+    # A pill with a room-specific name: trust it only when the formatted body starts with it.
+    if _starts_with_pill(content, bot_mxid) and ":" in body[:100]:
+        rests.append(body.split(":", 1)[1])
     for rest in rests:
         if match := _AFTER_MENTION.match(rest):
             return match
     return None
+
+
+def _starts_with_pill(content: Mapping[str, Any], bot_mxid: str) -> bool:
+    formatted = content.get("formatted_body")
+    if not isinstance(formatted, str):
+        return False
+    match = _LEADING_LINK.match(formatted)
+    return match is not None and unquote(match.group("href")).endswith("/#/" + bot_mxid)

@@ -215,8 +215,15 @@ def parse_settings(
         as_token=tokens[0],
         hs_token=tokens[1],
     )
+    problems_before = len(r.problems)
     livekit_url = r.url("livekit.url", ("ws", "wss", "http", "https"))
-    default_api_url = livekit_url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+    # The API URL defaults to the browser URL; derive it only from a valid one, so that a bad
+    # livekit.url is reported once, under its own key.
+    default_api_url = (
+        livekit_url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+        if len(r.problems) == problems_before
+        else "http://invalid.invalid"
+    )
     frontend_url = r.text(
         "livekit.frontend_url",
         "https://meet.livekit.io/custom?liveKitUrl={livekit_url}&token={token}",
@@ -253,12 +260,13 @@ def parse_settings(
         r.problem("database.url", f"must start with sqlite: or postgres://, not {database_url!r}")
     permissions = _permissions(r)
     log_level = r.choice("logging.level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
+    public_url = r.url("public_url", ("http", "https"))
     if r.problems:
         raise ConfigError(r.problems)
     return Settings(
         homeserver=homeserver,
         appservice=appservice,
-        public_url=r.url("public_url", ("http", "https")),
+        public_url=public_url,
         database_url=_resolve_sqlite_path(database_url, base_dir),
         database_args=dict(database_args),
         livekit=livekit,
@@ -291,8 +299,8 @@ def _registration_tokens(r: _Reader) -> tuple[str, str]:
     if not isinstance(registration, Mapping):
         r.problem("appservice.registration", f"{reg_path} is not a registration file")
         return "", ""
-    as_token = as_token or str(registration.get("as_token", ""))
-    hs_token = hs_token or str(registration.get("hs_token", ""))
+    as_token = as_token or str(registration.get("as_token") or "")
+    hs_token = hs_token or str(registration.get("hs_token") or "")
     for name, value in (("as_token", as_token), ("hs_token", hs_token)):
         if not value or value.startswith("CHANGE_ME"):
             r.problem("appservice.registration", f"{reg_path} has no real {name}")

@@ -1,0 +1,155 @@
+"""The operator's commands: `visio-bridge generate-registration` and `check-config`."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from appservice.cli import main
+
+CONFIG: dict[str, Any] = {
+    "homeserver": {"address": "https://matrix.example.org", "domain": "example.org"},
+    "appservice": {"address": "http://bridge.internal:29340"},
+    "public_url": "https://visio.example.org",
+    "livekit": {"url": "wss://livekit.example.org", "api_key": "APIkey", "api_secret": "s3cret"},
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI reads VISIO_BRIDGE_* variables; the shell running the tests must not leak in."""
+    for name in list(os.environ):
+        if name.startswith("VISIO_BRIDGE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    return path
+
+
+def generate(config: Path, output: Path, *extra: str) -> int:
+    return main(["generate-registration", "-c", str(config), "-o", str(output), *extra])
+
+
+def test_generate_registration_writes_the_file(config: Path, tmp_path: Path) -> None:
+    output = tmp_path / "registration.yaml"
+    assert generate(config, output) == 0
+    registration = yaml.safe_load(output.read_text())
+    assert registration["id"] == "visio"
+    assert registration["url"] == "http://bridge.internal:29340"
+    assert registration["sender_localpart"] == "visio"
+
+
+def test_generated_tokens_are_long_random_and_distinct(config: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    assert generate(config, first) == 0
+    assert generate(config, second) == 0
+    one, two = yaml.safe_load(first.read_text()), yaml.safe_load(second.read_text())
+    for registration in (one, two):
+        assert len(registration["as_token"]) >= 60
+        assert len(registration["hs_token"]) >= 60
+        assert registration["as_token"] != registration["hs_token"]
+    assert one["as_token"] != two["as_token"]
+    assert one["hs_token"] != two["hs_token"]
+
+
+def test_namespaces_claim_the_bot_and_the_prefix(config: Path, tmp_path: Path) -> None:
+    output = tmp_path / "registration.yaml"
+    generate(config, output)
+    users = yaml.safe_load(output.read_text())["namespaces"]["users"]
+    assert all(namespace["exclusive"] is True for namespace in users)
+    regexes = [re.compile(namespace["regex"]) for namespace in users]
+
+    def claimed(user_id: str) -> bool:
+        return any(regex.fullmatch(user_id) for regex in regexes)
+
+    assert claimed("@visio:example.org")
+    assert claimed("@visio_alice:example.org")
+    assert not claimed("@alice:example.org")
+    assert not claimed("@visio_alice:exampleXorg")  # the dot in the domain is escaped
+    assert not claimed("@visio:other.org")
+
+
+def test_registration_is_readable_only_by_its_owner(config: Path, tmp_path: Path) -> None:
+    output = tmp_path / "registration.yaml"
+    generate(config, output)
+    assert stat.S_IMODE(output.stat().st_mode) == 0o600
+
+
+def test_existing_registration_is_not_overwritten(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "registration.yaml"
+    output.write_text("as_token: the-one-synapse-knows\n")
+    assert generate(config, output) == 1
+    assert output.read_text() == "as_token: the-one-synapse-knows\n"
+    assert "--force" in capsys.readouterr().err
+
+
+def test_force_overwrites_the_registration(config: Path, tmp_path: Path) -> None:
+    output = tmp_path / "registration.yaml"
+    output.write_text("as_token: the-one-synapse-knows\n")
+    assert generate(config, output, "--force") == 0
+    assert yaml.safe_load(output.read_text())["as_token"] != "the-one-synapse-knows"
+
+
+def test_check_config_accepts_a_valid_config(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    generate(config, tmp_path / "registration.yaml")
+    capsys.readouterr()
+    assert main(["check-config", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "@visio:example.org" in out
+    assert "sqlite" in out
+
+
+def test_check_config_without_registration_fails(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["check-config", "-c", str(config)])
+    assert exited.value.code == 1
+    assert "appservice.registration" in capsys.readouterr().err
+
+
+def test_check_config_lists_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "config.yaml"
+    raw = {
+        "homeserver": {"domain": "example.org"},
+        "appservice": {"address": "http://bridge.internal:29340", "port": 70000},
+        "public_url": "https://visio.example.org",
+        "livekit": {"url": "wss://livekit.example.org", "api_key": "APIkey"},
+    }
+    broken.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SystemExit) as exited:
+        main(["check-config", "-c", str(broken)])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert str(broken) in err
+    for key in ("homeserver.address", "appservice.port", "livekit.api_secret"):
+        assert f"  - {key}: " in err
+
+
+def test_generate_registration_refuses_a_broken_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "config.yaml"
+    broken.write_text("- not\n- a mapping\n")
+    output = tmp_path / "registration.yaml"
+    with pytest.raises(SystemExit) as exited:
+        generate(broken, output)
+    assert exited.value.code == 1
+    assert not output.exists()
+    assert "mapping" in capsys.readouterr().err
