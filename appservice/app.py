@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -28,9 +29,12 @@ from mautrix.util.logging import TraceLogger
 from bridge.clock import Clock, SystemClock
 from bridge.inbox import InboxStore
 from bridge.join import JoinSettings
+from bridge.lifecycle import MeetingLifecycle
 from bridge.livekit import LiveKitAdapter, LiveKitError, RoomOptions
 from bridge.meeting_service import MeetingService
-from bridge.meetings import MeetingStore
+from bridge.meetings import Meeting, MeetingStore
+from bridge.participants import ParticipantStore
+from bridge.webhooks import WebhookVerifier
 from migrations import OWNER_NAME, upgrade_table
 
 from .as_api import AppserviceAPI
@@ -39,7 +43,9 @@ from .inbox_processor import InboxProcessor
 from .join_page import JoinPage
 from .matrix import MatrixPort
 from .settings import Settings
+from .status_publisher import StatusPublisher
 from .visio_commands import VisioCommands
+from .webhook_api import WebhookAPI
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,9 @@ PROCESSOR = web.AppKey("processor", InboxProcessor)
 MEETINGS = web.AppKey("meetings", MeetingService)
 AS_API = web.AppKey("as_api", AppserviceAPI)
 JOIN_PAGE = web.AppKey("join_page", JoinPage)
+WEBHOOKS = web.AppKey("webhooks", WebhookAPI)
+STATUS = web.AppKey("status", StatusPublisher)
+LIFECYCLE = web.AppKey("lifecycle", MeetingLifecycle)
 
 
 class _StateStore(MemoryStateStore, ASStateStore):
@@ -70,6 +79,8 @@ class Options:
     clock: Clock | None = None
     process_inbox: bool = True
     retry_base_delay_ms: int = 1000
+    status_coalesce_s: float = 1.0
+    reconcile_interval_s: float | None = None  # None: the config's livekit.reconcile_interval
 
 
 def open_database(settings: Settings) -> Database:
@@ -136,13 +147,33 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
 
     async def domain(app: web.Application) -> AsyncIterator[None]:
         db = app[DB]
-        meetings = MeetingService(MeetingStore(db), app[LIVEKIT], clock)
+        meeting_store = MeetingStore(db)
+        participant_store = ParticipantStore(db)
+        meetings = MeetingService(meeting_store, app[LIVEKIT], clock)
+        public_url = settings.public_url.rstrip("/")
+
+        async def language_of(meeting: Meeting) -> str:
+            return settings.meetings.default_language
+
+        status = StatusPublisher(
+            meeting_store,
+            participant_store,
+            app[MATRIX],
+            language_of=language_of,
+            link_for=lambda meeting: f"{public_url}/m/{meeting.slug}",
+            timezone=ZoneInfo(settings.meetings.timezone),
+            coalesce_s=options.status_coalesce_s,
+        )
+        lifecycle = MeetingLifecycle(
+            db, meeting_store, participant_store, app[LIVEKIT], clock, status
+        )
         commands = VisioCommands(
             meetings,
             app[MATRIX],
             public_url=settings.public_url,
             moderator_level=settings.meetings.moderator_power_level,
             clock=clock,
+            status=status,
         )
         dispatcher = EventDispatcher(settings, app[MATRIX], commands)
         inbox = InboxStore(db)
@@ -167,12 +198,28 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             ),
             settings.meetings.default_language,
         )
-        worker = asyncio.create_task(processor.run()) if options.process_inbox else None
+        app[WEBHOOKS] = WebhookAPI(
+            WebhookVerifier(settings.livekit.api_key, settings.livekit.api_secret), lifecycle
+        )
+        app[STATUS] = status
+        app[LIFECYCLE] = lifecycle
+        workers = [
+            asyncio.create_task(
+                _keep_in_step(
+                    lifecycle,
+                    status,
+                    options.reconcile_interval_s or settings.livekit.reconcile_interval,
+                )
+            )
+        ]
+        if options.process_inbox:
+            workers.append(asyncio.create_task(processor.run()))
         yield
-        if worker is not None:
+        for worker in workers:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+        await status.close()
 
     app.cleanup_ctx.extend([database, matrix, livekit, domain])
 
@@ -183,6 +230,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
     app.router.add_get("/_matrix/app/v1/rooms/{alias}", _late(AS_API, "query_room"))
     app.router.add_get("/m/{slug}", _late(JOIN_PAGE, "show"))
     app.router.add_post("/m/{slug}", _late(JOIN_PAGE, "join"))
+    app.router.add_post("/livekit/webhook", _late(WEBHOOKS, "receive"))
     app.router.add_get("/health", _health)
     return app
 
@@ -215,6 +263,31 @@ async def _set_up_bot(bot: IntentAPI, displayname: str) -> None:
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60)
+
+
+async def _keep_in_step(
+    lifecycle: MeetingLifecycle, status: StatusPublisher, interval_s: float
+) -> None:
+    """Reconcile with LiveKit and catch up status messages: at start-up, then periodically."""
+    while True:
+        try:
+            report = await lifecycle.reconcile()
+            if report.ended or report.repaired_participants:
+                log.info(
+                    "Reconciled %d live meeting(s) with LiveKit: %d ended, %d presence fixes",
+                    report.checked,
+                    report.ended,
+                    report.repaired_participants,
+                )
+        except LiveKitError as err:
+            log.warning("Reconcile skipped, LiveKit unavailable: %s", err)
+        except Exception:
+            log.exception("Reconcile pass failed")
+        try:
+            await status.catch_up()
+        except Exception:
+            log.exception("Status catch-up failed")
+        await asyncio.sleep(interval_s)
 
 
 async def _probe_livekit(adapter: LiveKitAdapter, url: str) -> None:

@@ -11,8 +11,14 @@ from typing import Final
 FR: Final = {
     "started": "Visio démarrée par {starter} — rejoindre : {link}",
     "already_live": "Une visio est déjà en cours (démarrée par {starter}) — rejoindre : {link}",
-    "ended": "Visio terminée par {ender}.",
-    "ended_status": "Visio terminée — {duration}.",
+    "in_call": (
+        "Visio en cours, démarrée par {starter} à {time} — {people} : {names} — rejoindre : {link}"
+    ),
+    "ended_by": "Visio terminée par {ender} — {duration}, {people}.",
+    "ended_alone": "Visio terminée — {duration}, {people}.",
+    "people": "{count} participant",
+    "people_plural": "{count} participants",
+    "and_more": "+{count} autres",
     "status_live": "Visio en cours depuis {duration}, démarrée par {starter} — rejoindre : {link}",
     "status_none": "Aucune visio en cours. Tapez !visio pour en démarrer une.",
     "nothing_to_end": "Aucune visio en cours à terminer.",
@@ -65,8 +71,14 @@ FR: Final = {
 EN: Final = {
     "started": "Video call started by {starter} — join: {link}",
     "already_live": "A video call is already running (started by {starter}) — join: {link}",
-    "ended": "Video call ended by {ender}.",
-    "ended_status": "Video call ended — {duration}.",
+    "in_call": (
+        "Video call in progress, started by {starter} at {time} — {people}: {names} — join: {link}"
+    ),
+    "ended_by": "Video call ended by {ender} — {duration}, {people}.",
+    "ended_alone": "Video call ended — {duration}, {people}.",
+    "people": "{count} participant",
+    "people_plural": "{count} participants",
+    "and_more": "+{count} more",
     "status_live": "Video call running for {duration}, started by {starter} — join: {link}",
     "status_none": "No video call running. Type !visio to start one.",
     "nothing_to_end": "There is no video call to end.",
@@ -116,6 +128,11 @@ EN: Final = {
 }
 
 CATALOGUES: Final = {"fr": FR, "en": EN}
+
+
+def is_plural(language: str, count: int) -> bool:
+    # French counts 0 and 1 as singular ("0 participant"); English only 1.
+    return count > 1 if language == "fr" else count != 1
 
 
 def text(language: str, key: str, **fields: object) -> str:

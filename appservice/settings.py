@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -64,12 +65,14 @@ class LiveKitSettings:
     max_participants: int
     token_ttl: int
     frontend_url: str
+    reconcile_interval: int
 
 
 @dataclass(frozen=True)
 class MeetingSettings:
     default_language: str
     moderator_power_level: int
+    timezone: str
 
 
 @dataclass(frozen=True)
@@ -246,10 +249,12 @@ def parse_settings(
         max_participants=r.integer("livekit.room.max_participants", 0, 0, 100000),
         token_ttl=r.integer("livekit.token_ttl", 600, 30, 86400),
         frontend_url=frontend_url,
+        reconcile_interval=r.integer("livekit.reconcile_interval", 60, 5, 3600),
     )
     meetings = MeetingSettings(
         default_language=r.choice("meetings.default_language", LANGUAGES, "fr"),
         moderator_power_level=r.integer("meetings.moderator_power_level", 50, 0, 1000),
+        timezone=_timezone(r, "meetings.timezone", "Europe/Paris"),
     )
     database_args = r.node("database.args") or {}
     if not isinstance(database_args, Mapping):
@@ -322,6 +327,16 @@ def _permissions(r: _Reader) -> dict[str, str]:
             continue
         result[str(key)] = str(level)
     return result
+
+
+def _timezone(r: _Reader, path: str, default: str) -> str:
+    name = r.text(path, default)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        r.problem(path, f"unknown time zone {name!r} (use a name such as Europe/Paris)")
+        return default
+    return name
 
 
 def _resolve_sqlite_path(url: str, base_dir: Path) -> str:

@@ -15,6 +15,7 @@ from mautrix.errors import MatrixConnectionError
 
 from bridge.clock import Clock
 from bridge.ids import EventID, RoomID, UserID
+from bridge.lifecycle import MeetingObserver
 from bridge.livekit import LiveKitError
 from bridge.meeting_service import MeetingService, NoOpenMeeting, NotAllowedToEnd
 from bridge.meetings import Meeting
@@ -44,12 +45,14 @@ class VisioCommands:
         public_url: str,
         moderator_level: int,
         clock: Clock,
+        status: MeetingObserver,
     ) -> None:
         self._meetings = meetings
         self._matrix = matrix
         self._public_url = public_url.rstrip("/")
         self._moderator_level = moderator_level
         self._clock = clock
+        self._status_observer = status
 
     def join_link(self, meeting: Meeting) -> str:
         return f"{self._public_url}/m/{meeting.slug}"
@@ -137,16 +140,8 @@ class VisioCommands:
             )
             await self._reply(ctx, notice(ctx.language, "end_failed", ref=reference))
             return
-        if meeting.status_event_id:
-            lasted = duration(ctx.language, (meeting.ended_at or 0) - (meeting.started_at or 0))
-            await self._matrix.edit_notice(
-                ctx.room_id,
-                meeting.status_event_id,
-                notice(ctx.language, "ended_status", duration=lasted),
-                txn_id=txn_id_for(ctx.event_id, "status-edit"),
-            )
-        ender = await self._matrix.display_name(ctx.room_id, ctx.sender)
-        await self._reply(ctx, notice(ctx.language, "ended", ender=ender))
+        # The status message's final edit and the end notice replying to it say who ended it.
+        self._status_observer.meeting_changed(meeting.id)
 
     async def _status(self, ctx: CommandContext) -> None:
         meeting = await self._meetings.open_meeting(ctx.room_id)

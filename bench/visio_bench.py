@@ -391,6 +391,8 @@ async def through_synapse(workdir: Path, livekit: LiveKitDouble, rounds: int) ->
         server_name=SERVER_NAME,
         port=synapse_port,
         registration_files=registration_files,
+        # One room per round: lift Synapse's room-creation limit (LocalSynapse lifts the others).
+        extra_config={"rc_room_creation": {"per_second": 10_000, "burst_count": 100_000}},
     )
     async with contextlib.AsyncExitStack() as stack:
         await echo.start()
@@ -632,7 +634,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Summary], dict[str, A
     with tempfile.TemporaryDirectory(prefix="visio-bench-") as tmp:
         workdir = Path(tmp)
         async with LiveKitDouble() as livekit:
-            through = await through_synapse(workdir / "e2e", livekit, args.rounds)
+            through = await through_synapse(workdir, livekit, args.rounds)
             results["visio_processing"] = through.processing
             results["visio_round_trip"] = through.visio_rtt
             results["echo_round_trip"] = through.echo_rtt

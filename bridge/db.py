@@ -29,7 +29,11 @@ class Connection(Protocol):
 
 
 class Database(Protocol):
-    def acquire(self) -> AbstractAsyncContextManager[Connection]: ...
+    def acquire(self) -> AbstractAsyncContextManager[Connection]:
+        """A pooled connection. Inside an `acquire()` block the same task gets the same
+        connection back (mautrix keeps it in a context variable), so repository calls made
+        within `async with db.acquire() as conn, conn.transaction():` join that transaction."""
+        ...
 
     async def execute(self, query: str, *args: Any) -> Any: ...
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import aiohttp
 from livekit import api
+from livekit.protocol import models
 
 from .ids import LiveKitRoomName
 
@@ -45,6 +46,18 @@ class LiveRoom:
     num_participants: int
 
 
+@dataclass(frozen=True)
+class LiveParticipant:
+    sid: str
+    identity: str
+    name: str
+    joined_at_ms: int
+
+
+# Recorders and agents are not people: they neither count nor keep a meeting "in use".
+PEOPLE_KINDS = frozenset({models.ParticipantInfo.Kind.STANDARD, models.ParticipantInfo.Kind.SIP})
+
+
 class LiveKitRooms(Protocol):
     async def create_room(self, name: LiveKitRoomName, metadata: str) -> LiveRoom: ...
 
@@ -53,6 +66,10 @@ class LiveKitRooms(Protocol):
         ...
 
     async def list_rooms(self, names: list[LiveKitRoomName] | None = None) -> list[LiveRoom]: ...
+
+    async def list_participants(self, name: LiveKitRoomName) -> list[LiveParticipant]:
+        """The people in a room (not recorders or agents); empty when the room is gone."""
+        ...
 
 
 class LiveKitAdapter:
@@ -96,6 +113,22 @@ class LiveKitAdapter:
         return [
             LiveRoom(LiveKitRoomName(room.name), room.sid, room.num_participants)
             for room in response.rooms
+        ]
+
+    async def list_participants(self, name: LiveKitRoomName) -> list[LiveParticipant]:
+        try:
+            async with _translated_errors("ListParticipants", name), asyncio.timeout(self._timeout):
+                response = await self._client.room.list_participants(
+                    api.ListParticipantsRequest(room=name)
+                )
+        except LiveKitError as err:
+            if err.code == "not_found":
+                return []
+            raise
+        return [
+            LiveParticipant(p.sid, p.identity, p.name, p.joined_at * 1000)
+            for p in response.participants
+            if p.kind in PEOPLE_KINDS
         ]
 
 

@@ -40,16 +40,21 @@ class Meeting:
     ended_at: int | None = None
     ended_by: UserID | None = None
     status_event_id: EventID | None = None
+    # Changes worth showing in the status message, and the last one the room has seen.
+    status_rev: int = 0
+    status_sent_rev: int = 0
+    end_notice_event_id: EventID | None = None
 
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
 
 
-_COLUMNS = (
+_INSERT_COLUMNS = (
     "id, room_id, slug, livekit_room, state, started_by, command_event_id, created_at, "
     "started_at, ended_at, ended_by, status_event_id"
 )
+_COLUMNS = _INSERT_COLUMNS + ", status_rev, status_sent_rev, end_notice_event_id"
 
 
 def _meeting(row: Row) -> Meeting:
@@ -66,6 +71,9 @@ def _meeting(row: Row) -> Meeting:
         ended_at=row["ended_at"],
         ended_by=row["ended_by"],
         status_event_id=row["status_event_id"],
+        status_rev=row["status_rev"],
+        status_sent_rev=row["status_sent_rev"],
+        end_notice_event_id=row["end_notice_event_id"],
     )
 
 
@@ -82,7 +90,7 @@ class MeetingStore:
         the loser's insert into a no-op so it can go on to read the winner.
         """
         inserted = await self._db.fetchval(
-            f"INSERT INTO meetings ({_COLUMNS}) "
+            f"INSERT INTO meetings ({_INSERT_COLUMNS}) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
             "ON CONFLICT DO NOTHING RETURNING id",
             meeting.id,
@@ -121,6 +129,39 @@ class MeetingStore:
             f"SELECT {_COLUMNS} FROM meetings WHERE command_event_id=$1", event_id
         )
         return _meeting(row) if row else None
+
+    async def by_livekit_room(self, name: str) -> Meeting | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_COLUMNS} FROM meetings WHERE livekit_room=$1", name
+        )
+        return _meeting(row) if row else None
+
+    async def with_unsent_status(self) -> list[Meeting]:
+        """Meetings whose status message is behind (e.g. the bridge stopped before editing it)."""
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS} FROM meetings WHERE status_event_id IS NOT NULL AND "
+            "(status_rev > status_sent_rev OR (state=$1 AND end_notice_event_id IS NULL))",
+            MeetingState.ENDED.value,
+        )
+        return [_meeting(row) for row in rows]
+
+    async def bump_status(self, meeting_id: MeetingID) -> None:
+        await self._db.execute(
+            "UPDATE meetings SET status_rev = status_rev + 1 WHERE id=$1", meeting_id
+        )
+
+    async def mark_status_sent(self, meeting_id: MeetingID, rev: int) -> None:
+        # Never move backwards: two overlapping edits may finish out of order.
+        await self._db.execute(
+            "UPDATE meetings SET status_sent_rev=$2 WHERE id=$1 AND status_sent_rev < $2",
+            meeting_id,
+            rev,
+        )
+
+    async def set_end_notice(self, meeting_id: MeetingID, event_id: EventID) -> None:
+        await self._db.execute(
+            "UPDATE meetings SET end_notice_event_id=$2 WHERE id=$1", meeting_id, event_id
+        )
 
     async def open_meetings(self) -> list[Meeting]:
         rows = await self._db.fetch(
@@ -173,7 +214,8 @@ class MeetingStore:
         guard = ", ".join(f"${i}" for i in range(first, first + len(from_states)))
         async with self._db.acquire() as conn, conn.transaction():
             await conn.execute(
-                f"UPDATE meetings SET {assignments} WHERE id=$1 AND state IN ({guard})",
+                f"UPDATE meetings SET {assignments}, status_rev = status_rev + 1 "
+                f"WHERE id=$1 AND state IN ({guard})",
                 meeting_id,
                 *values,
                 *(state.value for state in from_states),

@@ -80,7 +80,7 @@ async def test_unknown_malformed_and_ended_links_are_explained(stack: Stack) -> 
                 assert "Visio introuvable" in await page.text()
         alice = stack.humans[0]
         await alice.send(room, "!visio end")
-        await alice.wait_for(room, lambda e: e["content"]["body"].startswith("Visio terminée par"))
+        await alice.wait_for(room, lambda e: "Visio terminée par" in e["content"]["body"])
         async with session.get(_page_url(stack, slug)) as page:
             assert page.status == 410
             assert "Cette visio est terminée" in await page.text()

@@ -35,13 +35,14 @@ def test_link_is_the_bare_url_in_plain() -> None:
 
 
 def test_hostile_display_name_is_escaped_in_html() -> None:
-    rendered = notice("fr", "ended", ender=HOSTILE)
+    rendered = notice("fr", "started", starter=HOSTILE, link=Link("https://x.test/m/a"))
     assert "<img" not in rendered.html
     assert "&lt;img src=x onerror=alert(1)&gt;" in rendered.html
 
 
 def test_hostile_display_name_is_verbatim_in_plain() -> None:
-    assert notice("fr", "ended", ender=HOSTILE).plain == f"Visio terminée par {HOSTILE}."
+    rendered = notice("fr", "started", starter=HOSTILE, link=Link("https://x.test/m/a"))
+    assert rendered.plain == f"Visio démarrée par {HOSTILE} — rejoindre : https://x.test/m/a"
 
 
 def test_newlines_become_line_breaks_in_html() -> None:

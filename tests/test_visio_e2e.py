@@ -95,20 +95,30 @@ async def test_end_by_starter_deletes_room_and_edits_status(stack: Stack) -> Non
     await alice.send(room, "!visio")
     [status] = await alice.wait_for(room, _starts)
     await alice.send(room, "!visio end")
-    [ended] = await alice.wait_for(
-        room, lambda e: e["content"]["body"] == "Visio terminée par Alice."
+    [ended] = await alice.wait_for(room, lambda e: _ended_by(e, "Alice") and _is_reply(e))
+    assert ended["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == status["event_id"]
+    assert ended["content"]["body"].endswith(
+        "Visio terminée par Alice — moins d'une minute, 0 participant."
     )
-    assert ended["content"]["m.relates_to"]["m.in_reply_to"]
     [delete] = stack.livekit.calls("DeleteRoom")
     assert delete.request.room == f"visio-{_slug(status)}"
-    [edit] = await alice.wait_for(
-        room, lambda e: e["content"].get("m.relates_to", {}).get("rel_type") == "m.replace"
-    )
-    assert edit["content"]["m.relates_to"]["event_id"] == status["event_id"]
-    assert edit["content"]["m.new_content"]["body"].startswith("Visio terminée —")
-    # The join page now says the meeting has ended.
+    [edit] = await alice.wait_for(room, lambda e: _edit_of(e) == status["event_id"])
+    assert edit["content"]["m.new_content"]["body"].startswith("Visio terminée par Alice —")
     await alice.send(room, "!visio status")
     await alice.wait_for(room, lambda e: e["content"]["body"].startswith("Aucune visio en cours"))
+
+
+def _ended_by(event: dict, name: str) -> bool:
+    return f"Visio terminée par {name} —" in event["content"]["body"]
+
+
+def _is_reply(event: dict) -> bool:
+    return "m.in_reply_to" in event["content"].get("m.relates_to", {})
+
+
+def _edit_of(event: dict) -> str | None:
+    relation = event["content"].get("m.relates_to", {})
+    return relation.get("event_id") if relation.get("rel_type") == "m.replace" else None
 
 
 async def test_end_refused_for_plain_member_allowed_for_moderator(stack: Stack) -> None:
@@ -126,7 +136,7 @@ async def test_end_refused_for_plain_member_allowed_for_moderator(stack: Stack) 
     assert "(Bob)" in refusal["content"]["body"] and "50" in refusal["content"]["body"]
     assert stack.livekit.calls("DeleteRoom") == []
     await alice.send(room, "!visio end")
-    await alice.wait_for(room, lambda e: e["content"]["body"] == "Visio terminée par Alice.")
+    await alice.wait_for(room, lambda e: _ended_by(e, "Alice") and _is_reply(e))
     assert len(stack.livekit.calls("DeleteRoom")) == 1
 
 
