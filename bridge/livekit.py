@@ -126,7 +126,7 @@ class LiveKitAdapter:
                 return []
             raise
         return [
-            LiveParticipant(p.sid, p.identity, p.name, p.joined_at * 1000)
+            LiveParticipant(p.sid, p.identity, p.name, p.joined_at_ms or p.joined_at * 1000)
             for p in response.participants
             if p.kind in PEOPLE_KINDS
         ]

@@ -83,7 +83,7 @@ def translate(event: WebhookEvent) -> LiveKitEvent | None:
             if participant.kind not in PEOPLE_KINDS or not participant.sid:
                 return None
             if event.event == "participant_joined":
-                joined_ms = participant.joined_at * 1000 or at_ms
+                joined_ms = participant.joined_at_ms or participant.joined_at * 1000 or at_ms
                 return ParticipantJoined(
                     room, participant.sid, participant.identity, participant.name, joined_ms
                 )

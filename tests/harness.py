@@ -186,8 +186,11 @@ class Stack:
         await self.synapse.stop()
 
     async def start_bridge(self, options: Options | None = None) -> BridgeServer:
-        self.bridge = BridgeServer(self.settings, options or Options(retry_base_delay_ms=200))
+        self.bridge = BridgeServer(
+            self.settings, options or Options(retry_base_delay_ms=200, status_coalesce_s=0.3)
+        )
         await self.bridge.start()
+        self.livekit.webhook_url = f"{self.settings.appservice.address}/livekit/webhook"
         return self.bridge
 
     async def stop_bridge(self) -> None:
