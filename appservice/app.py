@@ -34,6 +34,7 @@ from bridge.livekit import LiveKitAdapter, LiveKitError, RoomOptions
 from bridge.meeting_service import MeetingService
 from bridge.meetings import Meeting, MeetingStore
 from bridge.participants import ParticipantStore
+from bridge.room_config_store import RoomConfigStore
 from bridge.webhooks import WebhookVerifier
 from migrations import OWNER_NAME, upgrade_table
 
@@ -42,6 +43,7 @@ from .dispatch import EventDispatcher
 from .inbox_processor import InboxProcessor
 from .join_page import JoinPage
 from .matrix import MatrixPort
+from .room_settings import OperatorPolicy, RoomSettings
 from .settings import Settings
 from .status_publisher import StatusPublisher
 from .visio_commands import VisioCommands
@@ -152,8 +154,22 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
         meetings = MeetingService(meeting_store, app[LIVEKIT], clock)
         public_url = settings.public_url.rstrip("/")
 
+        room_settings = RoomSettings(
+            RoomConfigStore(db),
+            app[MATRIX],
+            OperatorPolicy(
+                default_language=settings.meetings.default_language,
+                moderator_power_level=settings.meetings.moderator_power_level,
+                max_participants=settings.meetings.max_participants,
+                transcription_allowed=settings.meetings.transcription_allowed,
+                settings_power_level=settings.meetings.settings_power_level,
+                guests_power_level=settings.meetings.guests_power_level,
+            ),
+            clock,
+        )
+
         async def language_of(meeting: Meeting) -> str:
-            return settings.meetings.default_language
+            return await room_settings.language(meeting.room_id)
 
         status = StatusPublisher(
             meeting_store,
@@ -171,11 +187,11 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             meetings,
             app[MATRIX],
             public_url=settings.public_url,
-            moderator_level=settings.meetings.moderator_power_level,
+            settings=room_settings,
             clock=clock,
             status=status,
         )
-        dispatcher = EventDispatcher(settings, app[MATRIX], commands)
+        dispatcher = EventDispatcher(settings, app[MATRIX], commands, room_settings)
         inbox = InboxStore(db)
         processor = InboxProcessor(
             inbox, dispatcher.handle, clock, base_delay_ms=options.retry_base_delay_ms
@@ -197,6 +213,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
                 token_ttl_s=settings.livekit.token_ttl,
             ),
             settings.meetings.default_language,
+            room_settings,
         )
         app[WEBHOOKS] = WebhookAPI(
             WebhookVerifier(settings.livekit.api_key, settings.livekit.api_secret), lifecycle

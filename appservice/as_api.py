@@ -43,14 +43,6 @@ class AppserviceAPI:
         self._on_stored = on_stored
         self._is_own_user = is_own_user
 
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.put("/_matrix/app/v1/transactions/{txn_id}", self.put_transaction),
-            web.post("/_matrix/app/v1/ping", self.ping),
-            web.get("/_matrix/app/v1/users/{user_id}", self.query_user),
-            web.get("/_matrix/app/v1/rooms/{alias}", self.query_room),
-        ]
-
     def _refusal(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None

@@ -20,6 +20,7 @@ class Action(enum.Enum):
     END = "end"
     STATUS = "status"
     HELP = "help"
+    CONFIG = "config"
     UNKNOWN = "unknown"
 
 
@@ -39,6 +40,10 @@ _ACTIONS: Mapping[str, Action] = {
     "etat": Action.STATUS,
     "help": Action.HELP,
     "aide": Action.HELP,
+    "config": Action.CONFIG,
+    "settings": Action.CONFIG,
+    "réglages": Action.CONFIG,
+    "reglages": Action.CONFIG,
 }
 
 _PREFIXED = re.compile(r"^(?:/{1,2}|!)visio(?:\s+(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
@@ -51,6 +56,7 @@ MAX_COMMAND_LENGTH = 1000
 class Command:
     action: Action
     argument: str = ""  # the subcommand word as typed, for "unknown command" answers
+    args: tuple[str, ...] = ()  # the words after the subcommand
 
 
 def parse_command(
@@ -70,7 +76,11 @@ def parse_command(
 def _command(rest: str) -> Command:
     words = rest.split()
     word = words[0].lower() if words else ""
-    return Command(_ACTIONS.get(word, Action.UNKNOWN), argument=words[0] if words else "")
+    return Command(
+        _ACTIONS.get(word, Action.UNKNOWN),
+        argument=words[0] if words else "",
+        args=tuple(words[1:]),
+    )
 
 
 def _after_mention(

@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.ids import EventID, RoomID, UserID
+from bridge.room_config import ROOM_CONFIG_EVENT
 
 from .command_parser import parse_command
 from .matrix import MatrixPort, txn_id_for
 from .render import notice
+from .room_settings import RoomSettings
 from .settings import Settings
 from .visio_commands import CommandContext, VisioCommands
 
@@ -24,10 +26,17 @@ log = logging.getLogger(__name__)
 
 
 class EventDispatcher:
-    def __init__(self, settings: Settings, matrix: MatrixPort, commands: VisioCommands) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        matrix: MatrixPort,
+        commands: VisioCommands,
+        room_settings: RoomSettings,
+    ) -> None:
         self._settings = settings
         self._matrix = matrix
         self._commands = commands
+        self._room_settings = room_settings
         self._bot = settings.bot_mxid
         domain = re.escape(settings.homeserver.domain)
         prefix = re.escape(settings.appservice.user_prefix)
@@ -41,6 +50,11 @@ class EventDispatcher:
         room_id = event.get("room_id")
         event_id = event.get("event_id")
         if not (isinstance(sender, str) and isinstance(room_id, str) and isinstance(event_id, str)):
+            return
+        if event.get("type") == ROOM_CONFIG_EVENT and event.get("state_key") == "":
+            # Settings changes count whoever sent them, the bot included: the bot writes them
+            # for `/visio config` and for roll-backs, and this handler alone applies them.
+            await self._room_settings.on_state_event(event)
             return
         if self.is_own_user(sender):
             return
@@ -60,7 +74,7 @@ class EventDispatcher:
                     room_id=RoomID(room_id),
                     sender=UserID(sender),
                     event_id=EventID(event_id),
-                    language=self._settings.meetings.default_language,
+                    config=await self._room_settings.effective(room_id),
                 )
                 await self._commands.run(ctx, command)
 
@@ -71,7 +85,9 @@ class EventDispatcher:
             return
         log.info("Joining %s, invited by %s", room_id, inviter)
         await self._matrix.join(room_id)
-        language = self._settings.meetings.default_language
+        # A room we (re)join may have changed its settings while we were out: read them anew.
+        await self._room_settings.reread(room_id)
+        language = await self._room_settings.language(room_id)
         await self._matrix.send_notice(
             room_id, notice(language, "hello"), txn_id=txn_id_for(event_id, "hello")
         )

@@ -48,9 +48,60 @@ FR: Final = {
         "• !visio — démarrer une visio (ou obtenir le lien de celle en cours)\n"
         "• !visio status — savoir si une visio est en cours\n"
         "• !visio end — terminer la visio (la personne qui l'a démarrée ou un modérateur)\n"
+        "• !visio config — voir ou changer les réglages du salon\n"
         "• !visio help — cette aide\n"
         "Dans Element ou Tchap, /visio ouvre « Commande inconnue » : choisissez "
         "« Envoyer comme message », ou tapez !visio."
+    ),
+    "disabled_here": (
+        "Visio est désactivée dans ce salon. Un administrateur peut la réactiver : "
+        "!visio config enabled true"
+    ),
+    "start_forbidden": (
+        "Il faut un niveau de pouvoir d'au moins {level} pour démarrer une visio dans ce salon "
+        "(le vôtre : {yours})."
+    ),
+    "config_title": "Réglages Visio de ce salon :",
+    "config_footer": "Modifier : !visio config <réglage> <valeur>",
+    "config_default": "défaut du serveur",
+    "config_operator_cap": "limite du serveur : {cap}",
+    "config_operator_off": "désactivée sur ce serveur",
+    "config_changed": "Réglage « {field} » enregistré.",
+    "config_invalid": (
+        "Réglages Visio refusés : « {field} » — {problem}. Valeurs possibles : {allowed}. "
+        "Les réglages précédents restent en vigueur."
+    ),
+    "config_problem_unknown_field": "réglage inconnu",
+    "config_problem_wrong_type": "type de valeur incorrect",
+    "config_problem_not_allowed": "valeur non permise",
+    "config_problem_out_of_range": "valeur hors limites",
+    "config_problem_not_object": "le contenu doit être un objet JSON",
+    "config_rolled_back": (
+        "{user} n'a pas le niveau de pouvoir requis ({level}) pour modifier les réglages Visio "
+        "(le sien : {yours}) ; les réglages précédents sont rétablis."
+    ),
+    "config_command_forbidden": (
+        "Il faut un niveau de pouvoir d'au moins {level} pour modifier ce réglage "
+        "(le vôtre : {yours})."
+    ),
+    "bot_lacks_power": (
+        "Je n'ai pas le niveau de pouvoir nécessaire ({level}) pour écrire les réglages Visio "
+        "de ce salon. Un administrateur peut me le donner."
+    ),
+    "config_capped": (
+        "Ce serveur limite les visios à {cap} participants : la limite demandée ({asked}) "
+        "ne s'appliquera pas au-delà."
+    ),
+    "transcription_not_allowed": (
+        "La transcription est désactivée sur ce serveur : "
+        "le réglage est enregistré mais sans effet."
+    ),
+    "config_usage": "Usage : !visio config <réglage> <valeur> (réglages : {fields})",
+    "yes": "oui",
+    "no": "non",
+    "page_members_only_title": "Visio réservée aux membres",
+    "page_members_only": (
+        "Cette visio est réservée aux membres du salon. Rejoignez-la depuis le salon, dans Tchap."
     ),
     "unknown_command": "Commande inconnue : « {command} ».",
     "duration_minutes": "{minutes} min",
@@ -108,9 +159,56 @@ EN: Final = {
         "• !visio — start a video call (or get the link of the running one)\n"
         "• !visio status — is a call running?\n"
         "• !visio end — end the call (its starter or a moderator)\n"
+        "• !visio config — see or change the room's settings\n"
         "• !visio help — this help\n"
         "In Element or Tchap, /visio opens “Unknown command”: choose “Send as message”, "
         "or type !visio."
+    ),
+    "disabled_here": (
+        "Visio is turned off in this room. An admin can turn it back on: !visio config enabled true"
+    ),
+    "start_forbidden": (
+        "Starting a video call in this room needs power level {level} (yours: {yours})."
+    ),
+    "config_title": "Visio settings of this room:",
+    "config_footer": "Change: !visio config <setting> <value>",
+    "config_default": "server default",
+    "config_operator_cap": "server limit: {cap}",
+    "config_operator_off": "turned off on this server",
+    "config_changed": "Setting “{field}” saved.",
+    "config_invalid": (
+        "Visio settings refused: “{field}” — {problem}. Allowed: {allowed}. "
+        "The previous settings stay in force."
+    ),
+    "config_problem_unknown_field": "unknown setting",
+    "config_problem_wrong_type": "wrong type of value",
+    "config_problem_not_allowed": "value not allowed",
+    "config_problem_out_of_range": "value out of range",
+    "config_problem_not_object": "the content must be a JSON object",
+    "config_rolled_back": (
+        "{user} lacks the power level needed ({level}) to change the Visio settings "
+        "(theirs: {yours}); the previous settings are restored."
+    ),
+    "config_command_forbidden": (
+        "Changing this setting needs power level {level} (yours: {yours})."
+    ),
+    "bot_lacks_power": (
+        "I lack the power level needed ({level}) to write this room's Visio settings. "
+        "An admin can give it to me."
+    ),
+    "config_capped": (
+        "This server limits calls to {cap} participants: the limit asked for ({asked}) "
+        "will not apply beyond that."
+    ),
+    "transcription_not_allowed": (
+        "Transcription is turned off on this server: the setting is saved but has no effect."
+    ),
+    "config_usage": "Usage: !visio config <setting> <value> (settings: {fields})",
+    "yes": "yes",
+    "no": "no",
+    "page_members_only_title": "Members only",
+    "page_members_only": (
+        "This video call is for the room's members only. Join it from the room, in Tchap."
     ),
     "unknown_command": "Unknown command: “{command}”.",
     "duration_minutes": "{minutes} min",

@@ -24,9 +24,11 @@ from bridge.join import (
 )
 from bridge.meeting_service import MeetingService
 from bridge.meetings import Meeting
+from bridge.room_config import Access
 
 from . import i18n
 from .matrix import MatrixPort
+from .room_settings import RoomSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +53,15 @@ class JoinPage:
         matrix: MatrixPort,
         settings: JoinSettings,
         default_language: str,
+        room_settings: RoomSettings,
     ) -> None:
         self._meetings = meetings
+        self._room_settings = room_settings
         self._matrix = matrix
         self._settings = settings
         self._default_language = default_language
         frontend = urlparse(settings.frontend_url)
         self._frontend_origin = f"{frontend.scheme}://{frontend.netloc}"
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get("/m/{slug}", self.show), web.post("/m/{slug}", self.join)]
 
     async def show(self, request: web.Request) -> web.Response:
         language = page_language(request, self._default_language)
@@ -102,6 +103,16 @@ class JoinPage:
         if not meeting.is_open:
             return self._page(
                 language, "page_ended_title", f"<p>{_t(language, 'page_ended')}</p>", 410
+            )
+        config = await self._room_settings.effective(meeting.room_id)
+        if config.room.access is not Access.GUESTS:
+            # Verified member sign-in and the lobby are not built yet: refuse rather than
+            # let a guest into a room whose admins asked for members only.
+            return self._page(
+                language,
+                "page_members_only_title",
+                f"<p>{_t(language, 'page_members_only')}</p>",
+                403,
             )
         return meeting
 

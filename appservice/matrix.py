@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Any
 
 from mautrix.api import Method, Path
 from mautrix.appservice import IntentAPI
@@ -28,6 +29,14 @@ from mautrix.types import (
 from .render import Notice
 
 log = logging.getLogger(__name__)
+
+
+class BotLacksPower(Exception):
+    """The room does not let the bot do something; `needed` is the power level it would need."""
+
+    def __init__(self, needed: int) -> None:
+        super().__init__(f"the bot needs power level {needed}")
+        self.needed = needed
 
 
 def txn_id_for(*parts: str) -> str:
@@ -117,6 +126,38 @@ class MatrixPort:
                 creators = frozenset([str(sender), *(str(user) for user in additional)])
             self._creators[room_id] = creators
         return self._creators[room_id]
+
+    async def react(self, room_id: str, event_id: str, key: str, *, txn_id: str) -> None:
+        await self._bot.react(RoomID(room_id), EventID(event_id), key, txn_id=txn_id)
+
+    async def state_content(self, room_id: str, event_type: str) -> dict[str, Any] | None:
+        """The content of a room state event (state_key ""), or None when there is none."""
+        try:
+            content = await self._bot.api.request(
+                Method.GET, Path.v3.rooms[RoomID(room_id)].state[event_type][""]
+            )
+        except MNotFound:
+            return None
+        return dict(content) if isinstance(content, dict) else None
+
+    async def send_state(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        """Write a state event as the bot; raises `BotLacksPower` when the room forbids it."""
+        try:
+            response = await self._bot.api.request(
+                Method.PUT, Path.v3.rooms[RoomID(room_id)].state[event_type][""], content
+            )
+        except MForbidden as err:
+            needed = await self.level_needed_for_state(room_id, event_type)
+            raise BotLacksPower(needed) from err
+        return str(response.get("event_id", ""))
+
+    async def level_needed_for_state(self, room_id: str, event_type: str) -> int:
+        levels = await self._bot.get_power_levels(RoomID(room_id), ignore_cache=True)
+        # mautrix keys `events` by EventType objects of unknown class: compare by name.
+        for key, level in levels.events.items():
+            if str(key) == event_type:
+                return int(level)
+        return int(levels.state_default)
 
     async def join(self, room_id: str) -> None:
         await self._bot.join_room(RoomID(room_id))

@@ -73,6 +73,10 @@ class MeetingSettings:
     default_language: str
     moderator_power_level: int
     timezone: str
+    max_participants: int  # operator cap; 0 for none
+    transcription_allowed: bool
+    settings_power_level: int  # to change a room's Visio settings
+    guests_power_level: int  # to open a room to guests (access: guests or lobby)
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,15 @@ class _Reader:
             return default
         if not low <= value <= high:
             self.problem(path, f"must be between {low} and {high}, not {value}")
+            return default
+        return value
+
+    def boolean(self, path: str, default: bool) -> bool:
+        value = self.node(path)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(path, f"must be true or false, not {value!r}")
             return default
         return value
 
@@ -255,6 +268,10 @@ def parse_settings(
         default_language=r.choice("meetings.default_language", LANGUAGES, "fr"),
         moderator_power_level=r.integer("meetings.moderator_power_level", 50, 0, 1000),
         timezone=_timezone(r, "meetings.timezone", "Europe/Paris"),
+        max_participants=r.integer("meetings.max_participants", 0, 0, 100_000),
+        transcription_allowed=r.boolean("meetings.transcription_allowed", False),
+        settings_power_level=r.integer("meetings.settings_power_level", 50, 0, 100),
+        guests_power_level=r.integer("meetings.guests_power_level", 100, 0, 100),
     )
     database_args = r.node("database.args") or {}
     if not isinstance(database_args, Mapping):

@@ -24,6 +24,7 @@ from .command_parser import Action, Command
 from .errors import new_reference
 from .matrix import MatrixPort, txn_id_for
 from .render import Link, Notice, duration, notice
+from .room_settings import EffectiveConfig, RoomSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,11 @@ class CommandContext:
     room_id: RoomID
     sender: UserID
     event_id: EventID
-    language: str
+    config: EffectiveConfig
+
+    @property
+    def language(self) -> str:
+        return self.config.language
 
 
 class VisioCommands:
@@ -43,14 +48,14 @@ class VisioCommands:
         matrix: MatrixPort,
         *,
         public_url: str,
-        moderator_level: int,
+        settings: RoomSettings,
         clock: Clock,
         status: MeetingObserver,
     ) -> None:
         self._meetings = meetings
         self._matrix = matrix
         self._public_url = public_url.rstrip("/")
-        self._moderator_level = moderator_level
+        self._settings = settings
         self._clock = clock
         self._status_observer = status
 
@@ -61,8 +66,12 @@ class VisioCommands:
         log.info("%s in %s: visio %s", ctx.sender, ctx.room_id, command.action.value)
         try:
             match command.action:
+                case Action.START if not ctx.config.room.enabled:
+                    await self._reply(ctx, notice(ctx.language, "disabled_here"))
                 case Action.START:
                     await self._start(ctx)
+                case Action.CONFIG:
+                    await self._config(ctx, command.args)
                 case Action.END:
                     await self._end(ctx)
                 case Action.STATUS:
@@ -90,8 +99,21 @@ class VisioCommands:
             raise
 
     async def _start(self, ctx: CommandContext) -> None:
+        needed = ctx.config.room.start_power_level
+        if needed > 0:
+            level = await self._matrix.power_level(ctx.room_id, ctx.sender)
+            if level < needed:
+                await self._reply(
+                    ctx, notice(ctx.language, "start_forbidden", level=needed, yours=level)
+                )
+                return
         try:
-            outcome = await self._meetings.start(ctx.room_id, ctx.sender, ctx.event_id)
+            outcome = await self._meetings.start(
+                ctx.room_id,
+                ctx.sender,
+                ctx.event_id,
+                max_participants=ctx.config.max_participants,
+            )
         except LiveKitError as err:
             reference = new_reference()
             log.error(
@@ -119,7 +141,10 @@ class VisioCommands:
         level = await self._matrix.power_level(ctx.room_id, ctx.sender)
         try:
             meeting = await self._meetings.end(
-                ctx.room_id, ctx.sender, user_level=level, moderator_level=self._moderator_level
+                ctx.room_id,
+                ctx.sender,
+                user_level=level,
+                moderator_level=ctx.config.end_power_level,
             )
         except NoOpenMeeting:
             await self._reply(ctx, notice(ctx.language, "nothing_to_end"))
@@ -142,6 +167,14 @@ class VisioCommands:
             return
         # The status message's final edit and the end notice replying to it say who ended it.
         self._status_observer.meeting_changed(meeting.id)
+
+    async def _config(self, ctx: CommandContext, args: tuple[str, ...]) -> None:
+        if not args:
+            await self._reply(ctx, await self._settings.show(ctx.room_id))
+            return
+        answer = await self._settings.change(ctx.room_id, ctx.sender, args, ctx.event_id)
+        if answer is not None:
+            await self._reply(ctx, answer)
 
     async def _status(self, ctx: CommandContext) -> None:
         meeting = await self._meetings.open_meeting(ctx.room_id)

@@ -59,7 +59,9 @@ PEOPLE_KINDS = frozenset({models.ParticipantInfo.Kind.STANDARD, models.Participa
 
 
 class LiveKitRooms(Protocol):
-    async def create_room(self, name: LiveKitRoomName, metadata: str) -> LiveRoom: ...
+    async def create_room(
+        self, name: LiveKitRoomName, metadata: str, max_participants: int = 0
+    ) -> LiveRoom: ...
 
     async def delete_room(self, name: LiveKitRoomName) -> bool:
         """Delete a room; False when it was already gone."""
@@ -84,12 +86,14 @@ class LiveKitAdapter:
         # never applies: without this bound a hung LiveKit would hang the command forever.
         self._timeout = call_timeout_s
 
-    async def create_room(self, name: LiveKitRoomName, metadata: str) -> LiveRoom:
+    async def create_room(
+        self, name: LiveKitRoomName, metadata: str, max_participants: int = 0
+    ) -> LiveRoom:
         request = api.CreateRoomRequest(
             name=name,
             empty_timeout=self._options.empty_timeout,
             departure_timeout=self._options.departure_timeout,
-            max_participants=self._options.max_participants,
+            max_participants=max_participants or self._options.max_participants,
             metadata=metadata,
         )
         async with _translated_errors("CreateRoom", name), asyncio.timeout(self._timeout):

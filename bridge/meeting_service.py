@@ -58,7 +58,9 @@ class MeetingService:
         self._livekit = livekit
         self._clock = clock
 
-    async def start(self, room_id: RoomID, user_id: UserID, command: EventID) -> StartOutcome:
+    async def start(
+        self, room_id: RoomID, user_id: UserID, command: EventID, *, max_participants: int = 0
+    ) -> StartOutcome:
         """Open a meeting for the room, or return the one already open there.
 
         Raises `LiveKitError` when LiveKit cannot create the room; the meeting is then
@@ -70,7 +72,8 @@ class MeetingService:
                 if open_meeting.command_event_id != command:
                     return StartOutcome(open_meeting, created=False)
                 # The same command event again: a replay after a crash. Finish its work.
-                return StartOutcome(await self._ensure_live(open_meeting), created=True)
+                live = await self._ensure_live(open_meeting, max_participants)
+                return StartOutcome(live, created=True)
             replayed = await self._store.by_command_event(command)
             if replayed is not None:
                 # This command already ran to completion (maybe ended since): do nothing new.
@@ -94,15 +97,17 @@ class MeetingService:
                     user_id,
                     candidate.livekit_room,
                 )
-                return StartOutcome(await self._ensure_live(candidate), created=True)
+                return StartOutcome(
+                    await self._ensure_live(candidate, max_participants), created=True
+                )
         raise RuntimeError(f"could not claim a meeting slug for {room_id}")
 
-    async def _ensure_live(self, meeting: Meeting) -> Meeting:
+    async def _ensure_live(self, meeting: Meeting, max_participants: int) -> Meeting:
         if meeting.state is not MeetingState.REQUESTED:
             return meeting
         metadata = json.dumps({"matrix_room_id": meeting.room_id, "slug": meeting.slug})
         try:
-            await self._livekit.create_room(meeting.livekit_room, metadata)
+            await self._livekit.create_room(meeting.livekit_room, metadata, max_participants)
         except LiveKitError:
             await self._store.mark_failed(meeting.id, self._clock.now_ms())
             raise
@@ -134,7 +139,12 @@ class MeetingService:
             raise NoOpenMeeting(room_id)
         if user_id != meeting.started_by and user_level < moderator_level:
             raise NotAllowedToEnd(meeting, moderator_level)
-        existed = await self._livekit.delete_room(meeting.livekit_room)
+        await self._store.set_ender(meeting.id, user_id)
+        try:
+            existed = await self._livekit.delete_room(meeting.livekit_room)
+        except LiveKitError:
+            await self._store.set_ender(meeting.id, None)
+            raise
         if not existed:
             log.info("LiveKit room %s was already gone", meeting.livekit_room)
         ended = await self._store.mark_ended(meeting.id, self._clock.now_ms(), user_id)

@@ -188,9 +188,19 @@ class MeetingStore:
     async def mark_ended(self, meeting_id: MeetingID, at: int, by: UserID | None) -> Meeting:
         return await self._transition(
             meeting_id,
-            "state=$2, ended_at=$3, ended_by=$4",
+            "state=$2, ended_at=$3, ended_by=COALESCE($4, ended_by)",
             (MeetingState.ENDED.value, at, by),
             from_states=OPEN_STATES,
+        )
+
+    async def set_ender(self, meeting_id: MeetingID, by: UserID | None) -> None:
+        """Note who is ending an open meeting, before LiveKit is asked to close it: LiveKit's
+        room_finished webhook may then come back before our own transition is recorded."""
+        await self._db.execute(
+            "UPDATE meetings SET ended_by=$2 WHERE id=$1 AND state IN ($3, $4)",
+            meeting_id,
+            by,
+            *OPEN_STATES,
         )
 
     async def set_status_event(self, meeting_id: MeetingID, event_id: EventID) -> None:

@@ -9,6 +9,6 @@ from mautrix.util.async_db import UpgradeTable
 
 upgrade_table = UpgradeTable(database_name="visio-bridge")
 
-from . import v01_initial, v02_lifecycle  # noqa: E402,F401  - each registers itself
+from . import v01_initial, v02_lifecycle, v03_room_configs  # noqa: E402,F401  - each registers itself
 
 OWNER_NAME = "visio-bridge"

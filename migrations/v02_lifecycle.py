@@ -32,7 +32,5 @@ async def upgrade_v2(conn: Connection) -> None:
     # status_rev counts changes worth showing; status_sent_rev is the last one the room saw.
     # Their difference survives a restart, so a missed edit is made on the next start.
     await conn.execute("ALTER TABLE meetings ADD COLUMN status_rev INTEGER NOT NULL DEFAULT 0")
-    await conn.execute(
-        "ALTER TABLE meetings ADD COLUMN status_sent_rev INTEGER NOT NULL DEFAULT 0"
-    )
+    await conn.execute("ALTER TABLE meetings ADD COLUMN status_sent_rev INTEGER NOT NULL DEFAULT 0")
     await conn.execute("ALTER TABLE meetings ADD COLUMN end_notice_event_id TEXT")

@@ -72,7 +72,15 @@ def test_subcommand_is_case_insensitive(word: str) -> None:
 
 
 def test_unknown_subcommand_keeps_the_typed_word() -> None:
-    assert parse("!visio Lancer maintenant") == Command(Action.UNKNOWN, argument="Lancer")
+    assert parse("!visio Lancer maintenant") == Command(
+        Action.UNKNOWN, argument="Lancer", args=("maintenant",)
+    )
+
+
+def test_config_keeps_its_arguments() -> None:
+    assert parse("!visio config access  lobby") == Command(
+        Action.CONFIG, argument="config", args=("access", "lobby")
+    )
 
 
 def test_extra_whitespace_and_newlines_are_ignored() -> None:
