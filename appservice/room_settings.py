@@ -305,10 +305,11 @@ def render_config(effective: EffectiveConfig, policy: OperatorPolicy) -> Notice:
     ]
     title = i18n.text(language, "config_title")
     footer = i18n.text(language, "config_footer")
-    plain = "\n".join([title, *(f"• {name} : {value}" for name, value in rows), footer])
-    html_rows = "".join(f"<li><code>{name}</code> : {_escape(value)}</li>" for name, value in rows)
-    html = f"{_escape(title)}<ul>{html_rows}</ul>{_escape(footer)}"
-    return Notice(plain=plain, html=html)
+    colon = " : " if language == "fr" else ": "  # French typography spaces the colon
+    plain = "\n".join([title, *(f"• {name}{colon}{value}" for name, value in rows), footer])
+    items = "".join(f"<li><code>{name}</code>{colon}{_escape(value)}</li>" for name, value in rows)
+    formatted = f"{_escape(title)}<ul>{items}</ul>{_escape(footer)}"
+    return Notice(plain=plain, html=formatted)
 
 
 def _escape(text: str) -> str:
