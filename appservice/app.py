@@ -27,13 +27,17 @@ from mautrix.util.async_db import Database
 from mautrix.util.logging import TraceLogger
 
 from bridge.clock import Clock, SystemClock
+from bridge.ids import RoomID
 from bridge.inbox import InboxStore
 from bridge.join import JoinSettings
-from bridge.lifecycle import MeetingLifecycle
+from bridge.lifecycle import MeetingLifecycle, ObserverGroup
 from bridge.livekit import LiveKitAdapter, LiveKitError, RoomOptions
 from bridge.meeting_service import MeetingService
 from bridge.meetings import Meeting, MeetingStore
+from bridge.member_join import MemberJoin
+from bridge.openid import OpenIDVerifier
 from bridge.participants import ParticipantStore
+from bridge.rate_limit import RateLimiter
 from bridge.room_config_store import RoomConfigStore
 from bridge.webhooks import WebhookVerifier
 from migrations import OWNER_NAME, upgrade_table
@@ -46,8 +50,11 @@ from .matrix import MatrixPort
 from .room_settings import OperatorPolicy, RoomSettings
 from .settings import Settings
 from .status_publisher import StatusPublisher
+from .token_api import TokenAPI
 from .visio_commands import VisioCommands
 from .webhook_api import WebhookAPI
+from .widget_page import WidgetPage
+from .widgets import WidgetKeeper
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,8 @@ JOIN_PAGE = web.AppKey("join_page", JoinPage)
 WEBHOOKS = web.AppKey("webhooks", WebhookAPI)
 STATUS = web.AppKey("status", StatusPublisher)
 LIFECYCLE = web.AppKey("lifecycle", MeetingLifecycle)
+TOKEN_API = web.AppKey("token_api", TokenAPI)
+WIDGET_PAGE = web.AppKey("widget_page", WidgetPage)
 
 
 class _StateStore(MemoryStateStore, ASStateStore):
@@ -180,8 +189,10 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             timezone=ZoneInfo(settings.meetings.timezone),
             coalesce_s=options.status_coalesce_s,
         )
+        widgets = WidgetKeeper(meeting_store, app[MATRIX], room_settings, settings.public_url)
+        observers = ObserverGroup(status, widgets)
         lifecycle = MeetingLifecycle(
-            db, meeting_store, participant_store, app[LIVEKIT], clock, status
+            db, meeting_store, participant_store, app[LIVEKIT], clock, observers
         )
         commands = VisioCommands(
             meetings,
@@ -189,7 +200,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             public_url=settings.public_url,
             settings=room_settings,
             clock=clock,
-            status=status,
+            status=observers,
         )
         dispatcher = EventDispatcher(settings, app[MATRIX], commands, room_settings)
         inbox = InboxStore(db)
@@ -202,16 +213,37 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
         app[AS_API] = AppserviceAPI(
             settings.appservice.hs_token, inbox, clock, processor.wake, dispatcher.is_own_user
         )
+        join_settings = JoinSettings(
+            livekit_url=settings.livekit.url,
+            api_key=settings.livekit.api_key,
+            api_secret=settings.livekit.api_secret,
+            frontend_url=settings.livekit.frontend_url,
+            token_ttl_s=settings.livekit.token_ttl,
+        )
+        openid_session = aiohttp.ClientSession()
+
+        async def moderator_level(room_id: RoomID) -> int:
+            return (await room_settings.effective(room_id)).end_power_level
+
+        member_join = MemberJoin(
+            meetings,
+            OpenIDVerifier(
+                openid_session, {settings.homeserver.domain: settings.homeserver.address}
+            ),
+            app[MATRIX],
+            join_settings,
+            moderator_level,
+        )
+        app[TOKEN_API] = TokenAPI(
+            member_join,
+            per_address=RateLimiter(clock, per_minute=30, burst=10),
+            per_meeting=RateLimiter(clock, per_minute=300, burst=60),
+        )
+        app[WIDGET_PAGE] = WidgetPage(settings.meetings.default_language)
         app[JOIN_PAGE] = JoinPage(
             meetings,
             app[MATRIX],
-            JoinSettings(
-                livekit_url=settings.livekit.url,
-                api_key=settings.livekit.api_key,
-                api_secret=settings.livekit.api_secret,
-                frontend_url=settings.livekit.frontend_url,
-                token_ttl_s=settings.livekit.token_ttl,
-            ),
+            join_settings,
             settings.meetings.default_language,
             room_settings,
         )
@@ -237,6 +269,8 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         await status.close()
+        await widgets.close()
+        await openid_session.close()
 
     app.cleanup_ctx.extend([database, matrix, livekit, domain])
 
@@ -248,6 +282,8 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
     app.router.add_get("/m/{slug}", _late(JOIN_PAGE, "show"))
     app.router.add_post("/m/{slug}", _late(JOIN_PAGE, "join"))
     app.router.add_post("/livekit/webhook", _late(WEBHOOKS, "receive"))
+    app.router.add_post("/api/token", _late(TOKEN_API, "issue"))
+    app.router.add_get("/widget/{slug}", _late(WIDGET_PAGE, "show"))
     app.router.add_get("/health", _health)
     return app
 

@@ -88,6 +88,10 @@ FR: Final = {
         "Je n'ai pas le niveau de pouvoir nécessaire ({level}) pour écrire les réglages Visio "
         "de ce salon. Un administrateur peut me le donner."
     ),
+    "bot_lacks_widget_power": (
+        "Je n'ai pas le niveau de pouvoir nécessaire ({level}) pour ajouter la visio comme "
+        "widget dans ce salon. Un administrateur peut me le donner."
+    ),
     "config_capped": (
         "Ce serveur limite les visios à {cap} participants : la limite demandée ({asked}) "
         "ne s'appliquera pas au-delà."
@@ -99,6 +103,15 @@ FR: Final = {
     "config_usage": "Usage : !visio config <réglage> <valeur> (réglages : {fields})",
     "yes": "oui",
     "no": "non",
+    "widget_signing_in": "Connexion avec votre compte Tchap…",
+    "widget_joining": "Connexion à la visio…",
+    "widget_refused": (
+        "Votre client a refusé de confirmer votre identité : impossible de rejoindre."
+    ),
+    "widget_not_member": "Vous n'êtes pas membre du salon de cette visio.",
+    "widget_unauthorized": "Votre identité n'a pas pu être vérifiée.",
+    "widget_limited": "Trop de tentatives : réessayez dans quelques secondes.",
+    "widget_failed": "La connexion à la visio a échoué.",
     "page_members_only_title": "Visio réservée aux membres",
     "page_members_only": (
         "Cette visio est réservée aux membres du salon. Rejoignez-la depuis le salon, dans Tchap."
@@ -196,6 +209,10 @@ EN: Final = {
         "I lack the power level needed ({level}) to write this room's Visio settings. "
         "An admin can give it to me."
     ),
+    "bot_lacks_widget_power": (
+        "I lack the power level needed ({level}) to add the call as a widget in this room. "
+        "An admin can give it to me."
+    ),
     "config_capped": (
         "This server limits calls to {cap} participants: the limit asked for ({asked}) "
         "will not apply beyond that."
@@ -206,6 +223,13 @@ EN: Final = {
     "config_usage": "Usage: !visio config <setting> <value> (settings: {fields})",
     "yes": "yes",
     "no": "no",
+    "widget_signing_in": "Signing in with your Matrix account…",
+    "widget_joining": "Joining the video call…",
+    "widget_refused": "Your client declined to confirm who you are: cannot join.",
+    "widget_not_member": "You are not a member of this call's room.",
+    "widget_unauthorized": "Your identity could not be verified.",
+    "widget_limited": "Too many attempts: try again in a few seconds.",
+    "widget_failed": "Joining the video call failed.",
     "page_members_only_title": "Members only",
     "page_members_only": (
         "This video call is for the room's members only. Join it from the room, in Tchap."

@@ -98,6 +98,16 @@ class MatrixPort:
         name = getattr(member, "displayname", None) if member else None
         return str(name) if name else user_id
 
+    async def is_joined(self, room_id: str, user_id: str) -> bool:
+        """Whether the user is joined to the room now (asked fresh, never from a cache)."""
+        try:
+            member = await self._bot.api.request(
+                Method.GET, Path.v3.rooms[RoomID(room_id)].state["m.room.member"][user_id]
+            )
+        except (MNotFound, MForbidden):
+            return False
+        return isinstance(member, dict) and member.get("membership") == "join"
+
     async def power_level(self, room_id: str, user_id: str) -> int:
         """The user's power level, counting room creators of v12+ rooms as above everyone."""
         if user_id in await self._privileged_creators(room_id):
@@ -130,21 +140,25 @@ class MatrixPort:
     async def react(self, room_id: str, event_id: str, key: str, *, txn_id: str) -> None:
         await self._bot.react(RoomID(room_id), EventID(event_id), key, txn_id=txn_id)
 
-    async def state_content(self, room_id: str, event_type: str) -> dict[str, Any] | None:
-        """The content of a room state event (state_key ""), or None when there is none."""
+    async def state_content(
+        self, room_id: str, event_type: str, state_key: str = ""
+    ) -> dict[str, Any] | None:
+        """The content of a room state event, or None when there is none."""
         try:
             content = await self._bot.api.request(
-                Method.GET, Path.v3.rooms[RoomID(room_id)].state[event_type][""]
+                Method.GET, Path.v3.rooms[RoomID(room_id)].state[event_type][state_key]
             )
         except MNotFound:
             return None
         return dict(content) if isinstance(content, dict) else None
 
-    async def send_state(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+    async def send_state(
+        self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = ""
+    ) -> str:
         """Write a state event as the bot; raises `BotLacksPower` when the room forbids it."""
         try:
             response = await self._bot.api.request(
-                Method.PUT, Path.v3.rooms[RoomID(room_id)].state[event_type][""], content
+                Method.PUT, Path.v3.rooms[RoomID(room_id)].state[event_type][state_key], content
             )
         except MForbidden as err:
             needed = await self.level_needed_for_state(room_id, event_type)

@@ -136,6 +136,7 @@ class VisioCommands:
             txn_id=txn_id_for(ctx.event_id, "status"),
         )
         await self._meetings.attach_status_message(meeting, EventID(status_event))
+        self._status_observer.meeting_changed(meeting.id)  # e.g. the widget appears now
 
     async def _end(self, ctx: CommandContext) -> None:
         level = await self._matrix.power_level(ctx.room_id, ctx.sender)

@@ -51,10 +51,13 @@ def mint_token(
     room: LiveKitRoomName,
     identity: ParticipantIdentity,
     display_name: str,
+    *,
+    room_admin: bool = False,
 ) -> str:
     grants = api.VideoGrants(
         room_join=True,
         room=room,
+        room_admin=room_admin,
         can_publish=True,
         can_subscribe=True,
         can_publish_data=True,

@@ -30,6 +30,17 @@ class MeetingObserver(Protocol):
         ...
 
 
+class ObserverGroup:
+    """Several observers behind one: the status message, the widget…"""
+
+    def __init__(self, *observers: MeetingObserver) -> None:
+        self._observers = observers
+
+    def meeting_changed(self, meeting_id: MeetingID) -> None:
+        for observer in self._observers:
+            observer.meeting_changed(meeting_id)
+
+
 @dataclass(frozen=True)
 class ReconcileReport:
     checked: int

@@ -205,7 +205,9 @@ class MeetingStore:
 
     async def set_status_event(self, meeting_id: MeetingID, event_id: EventID) -> None:
         await self._db.execute(
-            "UPDATE meetings SET status_event_id=$2 WHERE id=$1 AND status_event_id IS NULL",
+            # The message just posted shows the current state: nothing is owed to the room yet.
+            "UPDATE meetings SET status_event_id=$2, status_sent_rev=status_rev "
+            "WHERE id=$1 AND status_event_id IS NULL",
             meeting_id,
             event_id,
         )
