@@ -45,7 +45,7 @@ def bridge_config(
     bridge_port: int,
     livekit: LiveKitDouble,
     database: DatabaseTarget,
-    **overrides: Any,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     config: dict[str, Any] = {
         "homeserver": {"address": f"http://127.0.0.1:{synapse_port}", "domain": SERVER_NAME},
@@ -66,7 +66,7 @@ def bridge_config(
         },
         "permissions": {SERVER_NAME: "user"},
     }
-    for key, value in overrides.items():
+    for key, value in (overrides or {}).items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
     return config
 
@@ -160,7 +160,7 @@ class Stack:
             bridge_port=bridge_port,
             livekit=self.livekit,
             database=database,
-            **self.config_overrides,
+            overrides=self.config_overrides,
         )
         unsigned = parse_settings(config, self.workdir, {}, need_tokens=False)
         registration = new_registration(unsigned)
