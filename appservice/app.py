@@ -32,6 +32,7 @@ from bridge.inbox import InboxStore
 from bridge.join import JoinSettings
 from bridge.lifecycle import MeetingLifecycle, ObserverGroup
 from bridge.livekit import LiveKitAdapter, LiveKitError, RoomOptions
+from bridge.lobby import Lobby
 from bridge.meeting_service import MeetingService
 from bridge.meetings import Meeting, MeetingStore
 from bridge.member_join import MemberJoin
@@ -46,6 +47,7 @@ from .as_api import AppserviceAPI
 from .dispatch import EventDispatcher
 from .inbox_processor import InboxProcessor
 from .join_page import JoinPage
+from .lobby_desk import LobbyDesk
 from .matrix import MatrixPort
 from .room_settings import OperatorPolicy, RoomSettings
 from .settings import Settings
@@ -239,6 +241,8 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             per_address=RateLimiter(clock, per_minute=30, burst=10),
             per_meeting=RateLimiter(clock, per_minute=300, burst=60),
         )
+        lobby = Lobby(db, clock, timeout_ms=settings.meetings.lobby_timeout * 1000)
+        desk = LobbyDesk(lobby, meeting_store, app[MATRIX], room_settings, join_settings)
         app[WIDGET_PAGE] = WidgetPage(settings.meetings.default_language)
         app[JOIN_PAGE] = JoinPage(
             meetings,
@@ -246,20 +250,26 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             join_settings,
             settings.meetings.default_language,
             room_settings,
+            lobby,
+            desk,
+            RateLimiter(clock, per_minute=30, burst=10),
+            clock,
         )
         app[WEBHOOKS] = WebhookAPI(
             WebhookVerifier(settings.livekit.api_key, settings.livekit.api_secret), lifecycle
         )
         app[STATUS] = status
         app[LIFECYCLE] = lifecycle
+        dispatcher.on_reaction(desk.on_reaction)
         workers = [
+            asyncio.create_task(_expire_lobby(desk)),
             asyncio.create_task(
                 _keep_in_step(
                     lifecycle,
                     status,
                     options.reconcile_interval_s or settings.livekit.reconcile_interval,
                 )
-            )
+            ),
         ]
         if options.process_inbox:
             workers.append(asyncio.create_task(processor.run()))
@@ -284,6 +294,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
     app.router.add_post("/livekit/webhook", _late(WEBHOOKS, "receive"))
     app.router.add_post("/api/token", _late(TOKEN_API, "issue"))
     app.router.add_get("/widget/{slug}", _late(WIDGET_PAGE, "show"))
+    app.router.add_get("/api/lobby/{request_id}", _late(JOIN_PAGE, "lobby_status"))
     app.router.add_get("/health", _health)
     return app
 
@@ -340,6 +351,16 @@ async def _keep_in_step(
             await status.catch_up()
         except Exception:
             log.exception("Status catch-up failed")
+        await asyncio.sleep(interval_s)
+
+
+async def _expire_lobby(desk: LobbyDesk, interval_s: float = 2.0) -> None:
+    """Close lobby requests nobody answered, so their room notice says so promptly."""
+    while True:
+        try:
+            await desk.expire()
+        except Exception as err:
+            log.warning("Lobby expiry pass failed: %r", err)
         await asyncio.sleep(interval_s)
 
 

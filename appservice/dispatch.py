@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from bridge.ids import EventID, RoomID, UserID
@@ -37,10 +37,15 @@ class EventDispatcher:
         self._matrix = matrix
         self._commands = commands
         self._room_settings = room_settings
+        self._reaction_handlers: list[Callable[[Mapping[str, Any]], Awaitable[None]]] = []
         self._bot = settings.bot_mxid
         domain = re.escape(settings.homeserver.domain)
         prefix = re.escape(settings.appservice.user_prefix)
         self._own_users = re.compile(rf"^@{prefix}.+:{domain}$")
+
+    def on_reaction(self, handler: Callable[[Mapping[str, Any]], Awaitable[None]]) -> None:
+        """Reactions go to these handlers (the lobby decides with ✅ / ⛔)."""
+        self._reaction_handlers.append(handler)
 
     def is_own_user(self, user_id: str) -> bool:
         return user_id == self._bot or self._own_users.match(user_id) is not None
@@ -62,7 +67,10 @@ class EventDispatcher:
         if not isinstance(content, Mapping):
             return
         event_type = event.get("type")
-        if event_type == "m.room.member" and event.get("state_key") == self._bot:
+        if event_type == "m.reaction":
+            for handler in self._reaction_handlers:
+                await handler(event)
+        elif event_type == "m.room.member" and event.get("state_key") == self._bot:
             if content.get("membership") == "invite":
                 await self._on_invite(RoomID(room_id), UserID(sender), EventID(event_id))
         elif event_type == "m.room.message" and "m.new_content" not in content:

@@ -112,6 +112,15 @@ FR: Final = {
     "widget_unauthorized": "Votre identité n'a pas pu être vérifiée.",
     "widget_limited": "Trop de tentatives : réessayez dans quelques secondes.",
     "widget_failed": "La connexion à la visio a échoué.",
+    "guest_name": "{name} (invité)",
+    "lobby_waiting": "{guest} attend l'entrée de la visio — ✅ pour l'admettre, ⛔ pour refuser.",
+    "lobby_admitted": "{guest} a été admis dans la visio par {member}.",
+    "lobby_refused": "{guest} n'a pas été admis dans la visio (refusé par {member}).",
+    "lobby_expired": "{guest} attendait l'entrée de la visio ; personne n'a répondu à temps.",
+    "page_lobby_title": "Salle d'attente",
+    "page_lobby_waiting": "Un membre du salon va vous faire entrer. Gardez cette page ouverte.",
+    "page_lobby_refused": "Votre demande pour rejoindre la visio a été refusée.",
+    "page_lobby_expired": "Personne n'a répondu à temps. Vous pouvez réessayer.",
     "page_members_only_title": "Visio réservée aux membres",
     "page_members_only": (
         "Cette visio est réservée aux membres du salon. Rejoignez-la depuis le salon, dans Tchap."
@@ -230,6 +239,15 @@ EN: Final = {
     "widget_unauthorized": "Your identity could not be verified.",
     "widget_limited": "Too many attempts: try again in a few seconds.",
     "widget_failed": "Joining the video call failed.",
+    "guest_name": "{name} (guest)",
+    "lobby_waiting": "{guest} is waiting to join the call — ✅ to let them in, ⛔ to refuse.",
+    "lobby_admitted": "{guest} was let into the call by {member}.",
+    "lobby_refused": "{guest} was not let into the call (refused by {member}).",
+    "lobby_expired": "{guest} was waiting to join the call; nobody answered in time.",
+    "page_lobby_title": "Waiting room",
+    "page_lobby_waiting": "A member of the room will let you in. Keep this page open.",
+    "page_lobby_refused": "Your request to join the call was refused.",
+    "page_lobby_expired": "Nobody answered in time. You can try again.",
     "page_members_only_title": "Members only",
     "page_members_only": (
         "This video call is for the room's members only. Join it from the room, in Tchap."

@@ -77,6 +77,7 @@ class MeetingSettings:
     transcription_allowed: bool
     settings_power_level: int  # to change a room's Visio settings
     guests_power_level: int  # to open a room to guests (access: guests or lobby)
+    lobby_timeout: int  # seconds a guest may wait in the lobby
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,7 @@ def parse_settings(
         transcription_allowed=r.boolean("meetings.transcription_allowed", False),
         settings_power_level=r.integer("meetings.settings_power_level", 50, 0, 100),
         guests_power_level=r.integer("meetings.guests_power_level", 100, 0, 100),
+        lobby_timeout=r.integer("meetings.lobby_timeout", 300, 1, 3600),
     )
     database_args = r.node("database.args") or {}
     if not isinstance(database_args, Mapping):

@@ -9,6 +9,20 @@ from mautrix.util.async_db import UpgradeTable
 
 upgrade_table = UpgradeTable(database_name="visio-bridge")
 
-from . import v01_initial, v02_lifecycle, v03_room_configs  # noqa: E402,F401  - each registers itself
+from . import (  # noqa: E402  - each registers itself on upgrade_table
+    v01_initial,
+    v02_lifecycle,
+    v03_room_configs,
+    v04_lobby,
+)
+
+__all__ = [
+    "OWNER_NAME",
+    "upgrade_table",
+    "v01_initial",
+    "v02_lifecycle",
+    "v03_room_configs",
+    "v04_lobby",
+]
 
 OWNER_NAME = "visio-bridge"

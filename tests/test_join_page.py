@@ -49,7 +49,7 @@ async def test_page_asks_for_a_name_then_redirects_with_a_one_room_token(stack: 
         query["token"][0]
     )
     assert claims.identity.startswith("guest-")
-    assert claims.name == "Zoé Martin"
+    assert claims.name == "Zoé Martin (invité)"
     assert claims.video is not None
     assert claims.video.room == f"visio-{slug}" and claims.video.room_join
     assert not claims.video.room_admin and not claims.video.room_create

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -237,3 +238,31 @@ async def test_a_non_member_sees_forbidden_in_the_widget(
     await frame.wait_for_selector("text=M_FORBIDDEN", timeout=15000)
     assert "pas membre du salon" in await frame.inner_text("#status")
     assert front_end.tokens == []
+
+
+@pytest.mark.asyncio
+async def test_a_guest_waits_in_the_lobby_page_until_let_in(
+    widget_stack: Stack, front_end: FrontEnd, browser: Any
+) -> None:
+    stack = widget_stack
+    anne = await stack.human("anne", "Anne")
+    room = await stack.room_with_bot(anne)
+    await anne.client.room_put_state(room, ROOM_CONFIG_EVENT, {"access": "lobby"})
+    await anne.send(room, "!visio")
+    [status] = await anne.wait_for(room, lambda e: "/m/" in e["content"]["body"])
+    link = status["content"]["body"].split("rejoindre : ")[1]
+    page = await browser.new_page(locale="fr-FR")
+    await page.goto(link.replace(stack.settings.public_url, stack.settings.appservice.address))
+    await page.fill("#name", "Zoé")
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("text=Un membre du salon va vous faire entrer")
+    [lobby] = await anne.wait_for(room, lambda e: "attend l'entrée" in e["content"]["body"])
+    content = {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": lobby["event_id"], "key": "✅"}
+    }
+    await anne.client.room_send(room, "m.reaction", content)
+    await page.wait_for_url(re.compile(r".*/meet\?token=.*"), timeout=15000)
+    claims = TokenVerifier(stack.livekit.api_key, stack.livekit.api_secret).verify(
+        front_end.tokens[-1]
+    )
+    assert claims.name == "Zoé (invité)" and claims.identity.startswith("guest-")
