@@ -26,6 +26,8 @@ from mautrix.types import UserID
 from mautrix.util.async_db import Database
 from mautrix.util.logging import TraceLogger
 
+from bridge.call_participant import LiveKitCallChat
+from bridge.chat import CallChat, ChatStore
 from bridge.clock import Clock, SystemClock
 from bridge.ids import RoomID
 from bridge.inbox import InboxStore
@@ -44,6 +46,7 @@ from bridge.webhooks import WebhookVerifier
 from migrations import OWNER_NAME, upgrade_table
 
 from .as_api import AppserviceAPI
+from .chat_mirror import ChatMirror
 from .dispatch import EventDispatcher
 from .inbox_processor import InboxProcessor
 from .join_page import JoinPage
@@ -74,6 +77,7 @@ STATUS = web.AppKey("status", StatusPublisher)
 LIFECYCLE = web.AppKey("lifecycle", MeetingLifecycle)
 TOKEN_API = web.AppKey("token_api", TokenAPI)
 WIDGET_PAGE = web.AppKey("widget_page", WidgetPage)
+CHAT = web.AppKey("chat", ChatMirror)
 
 
 class _StateStore(MemoryStateStore, ASStateStore):
@@ -94,6 +98,7 @@ class Options:
     retry_base_delay_ms: int = 1000
     status_coalesce_s: float = 1.0
     reconcile_interval_s: float | None = None  # None: the config's livekit.reconcile_interval
+    call_chat: CallChat | None = None  # None: the real livekit.rtc participant
 
 
 def open_database(settings: Settings) -> Database:
@@ -131,7 +136,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             log=cast(TraceLogger, logging.getLogger("mau.as")),
         )
         bot: IntentAPI = as_api.bot_intent()
-        app[MATRIX] = MatrixPort(bot)
+        app[MATRIX] = MatrixPort(bot, ghosts=as_api.intent)
         start_profile = asyncio.create_task(_set_up_bot(bot, settings.appservice.bot_displayname))
         yield
         start_profile.cancel()
@@ -192,7 +197,29 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             coalesce_s=options.status_coalesce_s,
         )
         widgets = WidgetKeeper(meeting_store, app[MATRIX], room_settings, settings.public_url)
-        observers = ObserverGroup(status, widgets)
+        join_settings = JoinSettings(
+            livekit_url=settings.livekit.url,
+            api_key=settings.livekit.api_key,
+            api_secret=settings.livekit.api_secret,
+            frontend_url=settings.livekit.frontend_url,
+            token_ttl_s=settings.livekit.token_ttl,
+        )
+        chat_mirror = ChatMirror(
+            meeting_store,
+            ChatStore(db),
+            app[LIVEKIT],
+            options.call_chat or LiveKitCallChat(),
+            app[MATRIX],
+            room_settings,
+            join_settings,
+            clock,
+            rtc_url=settings.livekit.rtc_url,
+            ghost_prefix=settings.appservice.user_prefix,
+            server_name=settings.homeserver.domain,
+            retry_base_ms=options.retry_base_delay_ms,
+        )
+        app[CHAT] = chat_mirror
+        observers = ObserverGroup(status, widgets, chat_mirror)
         lifecycle = MeetingLifecycle(
             db, meeting_store, participant_store, app[LIVEKIT], clock, observers
         )
@@ -214,13 +241,6 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
         app[MEETINGS] = meetings
         app[AS_API] = AppserviceAPI(
             settings.appservice.hs_token, inbox, clock, processor.wake, dispatcher.is_own_user
-        )
-        join_settings = JoinSettings(
-            livekit_url=settings.livekit.url,
-            api_key=settings.livekit.api_key,
-            api_secret=settings.livekit.api_secret,
-            frontend_url=settings.livekit.frontend_url,
-            token_ttl_s=settings.livekit.token_ttl,
         )
         openid_session = aiohttp.ClientSession()
 
@@ -260,11 +280,15 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
         )
         app[STATUS] = status
         app[LIFECYCLE] = lifecycle
-        dispatcher.on_reaction(desk.on_reaction)
+        dispatcher.subscribe("m.reaction", desk.on_reaction)
+        dispatcher.subscribe("m.room.message", chat_mirror.on_room_message)
+        dispatcher.subscribe("m.room.redaction", chat_mirror.on_redaction)
         workers = [
             asyncio.create_task(_expire_lobby(desk)),
+            asyncio.create_task(chat_mirror.run_outbox()),
             asyncio.create_task(
                 _keep_in_step(
+                    chat_mirror,
                     lifecycle,
                     status,
                     options.reconcile_interval_s or settings.livekit.reconcile_interval,
@@ -280,6 +304,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
                 await worker
         await status.close()
         await widgets.close()
+        await chat_mirror.close()
         await openid_session.close()
 
     app.cleanup_ctx.extend([database, matrix, livekit, domain])
@@ -330,7 +355,7 @@ async def _set_up_bot(bot: IntentAPI, displayname: str) -> None:
 
 
 async def _keep_in_step(
-    lifecycle: MeetingLifecycle, status: StatusPublisher, interval_s: float
+    chat: ChatMirror, lifecycle: MeetingLifecycle, status: StatusPublisher, interval_s: float
 ) -> None:
     """Reconcile with LiveKit and catch up status messages: at start-up, then periodically."""
     while True:
@@ -349,8 +374,9 @@ async def _keep_in_step(
             log.exception("Reconcile pass failed")
         try:
             await status.catch_up()
+            await chat.ensure_all()
         except Exception:
-            log.exception("Status catch-up failed")
+            log.exception("Status or chat catch-up failed")
         await asyncio.sleep(interval_s)
 
 

@@ -24,6 +24,8 @@ from .visio_commands import CommandContext, VisioCommands
 
 log = logging.getLogger(__name__)
 
+Handler = Callable[[Mapping[str, Any]], Awaitable[None]]
+
 
 class EventDispatcher:
     def __init__(
@@ -37,15 +39,16 @@ class EventDispatcher:
         self._matrix = matrix
         self._commands = commands
         self._room_settings = room_settings
-        self._reaction_handlers: list[Callable[[Mapping[str, Any]], Awaitable[None]]] = []
+        self._subscribers: dict[str, list[Handler]] = {}
         self._bot = settings.bot_mxid
         domain = re.escape(settings.homeserver.domain)
         prefix = re.escape(settings.appservice.user_prefix)
         self._own_users = re.compile(rf"^@{prefix}.+:{domain}$")
 
-    def on_reaction(self, handler: Callable[[Mapping[str, Any]], Awaitable[None]]) -> None:
-        """Reactions go to these handlers (the lobby decides with ✅ / ⛔)."""
-        self._reaction_handlers.append(handler)
+    def subscribe(self, event_type: str, handler: Handler) -> None:
+        """Room events of `event_type` from people (not commands, not the bridge's own users)
+        also go to `handler`: reactions to the lobby, messages and redactions to the chat mirror."""
+        self._subscribers.setdefault(event_type, []).append(handler)
 
     def is_own_user(self, user_id: str) -> bool:
         return user_id == self._bot or self._own_users.match(user_id) is not None
@@ -66,16 +69,14 @@ class EventDispatcher:
         content = event.get("content")
         if not isinstance(content, Mapping):
             return
-        event_type = event.get("type")
-        if event_type == "m.reaction":
-            for handler in self._reaction_handlers:
-                await handler(event)
-        elif event_type == "m.room.member" and event.get("state_key") == self._bot:
+        event_type = str(event.get("type"))
+        if event_type == "m.room.member" and event.get("state_key") == self._bot:
             if content.get("membership") == "invite":
                 await self._on_invite(RoomID(room_id), UserID(sender), EventID(event_id))
-        elif event_type == "m.room.message" and "m.new_content" not in content:
-            # Edits are not commands: re-running `/visio end` because someone fixed a typo
-            # in an old message would surprise everyone.
+            return
+        # Edits are not commands: re-running `/visio end` because someone fixed a typo in an
+        # old message would surprise everyone.
+        if event_type == "m.room.message" and "m.new_content" not in content:
             command = parse_command(content, self._bot, self._settings.appservice.bot_displayname)
             if command is not None:
                 ctx = CommandContext(
@@ -85,6 +86,9 @@ class EventDispatcher:
                     config=await self._room_settings.effective(room_id),
                 )
                 await self._commands.run(ctx, command)
+                return
+        for handler in self._subscribers.get(event_type, ()):
+            await handler(event)
 
     async def _on_invite(self, room_id: RoomID, inviter: UserID, event_id: EventID) -> None:
         if not self._settings.may_invite(inviter):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from mautrix.api import Method, Path
@@ -51,8 +52,10 @@ CREATOR_POWER_LEVEL = 2**53
 
 
 class MatrixPort:
-    def __init__(self, bot: IntentAPI) -> None:
+    def __init__(self, bot: IntentAPI, ghosts: Callable[[UserID], IntentAPI] | None = None) -> None:
         self._bot = bot
+        self._ghosts = ghosts
+        self._ghost_names: dict[str, str] = {}
         self._creators: dict[str, frozenset[str]] = {}
 
     @property
@@ -86,6 +89,44 @@ class MatrixPort:
             RoomID(room_id), EventType.ROOM_MESSAGE, content, txn_id=txn_id
         )
         return str(sent)
+
+    async def send_text(
+        self,
+        room_id: str,
+        notice: Notice,
+        *,
+        txn_id: str,
+        sender: str | None = None,
+        sender_name: str | None = None,
+        edit_of: str | None = None,
+    ) -> str:
+        """Send chat as an `m.text` (by the bot, or by the ghost `sender`), or edit one."""
+        intent = await self._ghost(sender, sender_name, room_id) if sender else self._bot
+        content = TextMessageEventContent(
+            msgtype=MessageType.TEXT,
+            body=notice.plain,
+            format=Format.HTML,
+            formatted_body=notice.html,
+        )
+        if edit_of:
+            content.set_edit(EventID(edit_of))
+        content["m.mentions"] = {}
+        event_id = await intent.send_message_event(
+            RoomID(room_id), EventType.ROOM_MESSAGE, content, txn_id=txn_id
+        )
+        return str(event_id)
+
+    async def _ghost(self, user_id: str, displayname: str | None, room_id: str) -> IntentAPI:
+        """The ghost's intent, registered, named and joined to the room (invited by the bot)."""
+        if self._ghosts is None:
+            raise RuntimeError("no ghost users in this bridge")
+        intent = self._ghosts(UserID(user_id))
+        await intent.ensure_registered()
+        if displayname and self._ghost_names.get(user_id) != displayname:
+            await intent.set_displayname(displayname)
+            self._ghost_names[user_id] = displayname
+        await intent.ensure_joined(RoomID(room_id))
+        return intent
 
     async def display_name(self, room_id: str, user_id: str) -> str:
         """The user's display name in the room, falling back to their user id."""

@@ -66,6 +66,7 @@ class LiveKitSettings:
     token_ttl: int
     frontend_url: str
     reconcile_interval: int
+    rtc_url: str  # where the bridge's own participant connects (ws:// or wss://)
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,11 @@ def parse_settings(
         token_ttl=r.integer("livekit.token_ttl", 600, 30, 86400),
         frontend_url=frontend_url,
         reconcile_interval=r.integer("livekit.reconcile_interval", 60, 5, 3600),
+        rtc_url=r.url(
+            "livekit.rtc_url",
+            ("ws", "wss"),
+            _websocket_url(r.node("livekit.api_url") or default_api_url) or None,
+        ),
     )
     meetings = MeetingSettings(
         default_language=r.choice("meetings.default_language", LANGUAGES, "fr"),
@@ -346,6 +352,11 @@ def _permissions(r: _Reader) -> dict[str, str]:
             continue
         result[str(key)] = str(level)
     return result
+
+
+def _websocket_url(url: object) -> str:
+    text = str(url or "")
+    return text.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
 
 
 def _timezone(r: _Reader, path: str, default: str) -> str:

@@ -73,6 +73,8 @@ class LiveKitRooms(Protocol):
         """The people in a room (not recorders or agents); empty when the room is gone."""
         ...
 
+    async def send_data(self, name: LiveKitRoomName, payload: bytes, topic: str) -> None: ...
+
 
 class LiveKitAdapter:
     """`LiveKitRooms` over livekit-api's Twirp client."""
@@ -134,6 +136,13 @@ class LiveKitAdapter:
             for p in response.participants
             if p.kind in PEOPLE_KINDS
         ]
+
+    async def send_data(self, name: LiveKitRoomName, payload: bytes, topic: str) -> None:
+        request = api.SendDataRequest(
+            room=name, data=payload, kind=models.DataPacket.Kind.RELIABLE, topic=topic
+        )
+        async with _translated_errors("SendData", name), asyncio.timeout(self._timeout):
+            await self._client.room.send_data(request)
 
 
 class _translated_errors:

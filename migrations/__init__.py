@@ -14,6 +14,7 @@ from . import (  # noqa: E402  - each registers itself on upgrade_table
     v02_lifecycle,
     v03_room_configs,
     v04_lobby,
+    v05_chat,
 )
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "v02_lifecycle",
     "v03_room_configs",
     "v04_lobby",
+    "v05_chat",
 ]
 
 OWNER_NAME = "visio-bridge"

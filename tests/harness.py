@@ -10,12 +10,13 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import nio
 import yaml
+from call_chat_double import CallChatDouble
 from livekit_double import LiveKitDouble
 
 from appservice.app import BridgeServer, Options
@@ -150,9 +151,11 @@ class Stack:
     settings: Settings = field(init=False)
     bridge: BridgeServer | None = field(init=False, default=None)
     humans: list[Human] = field(init=False, default_factory=list)
+    call_chat: CallChatDouble = field(init=False)
 
     async def __aenter__(self) -> Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.call_chat = CallChatDouble(self.livekit.api_key, self.livekit.api_secret)
         database = self.database or DatabaseTarget(f"sqlite:{self.workdir / 'bridge.db'}", {})
         synapse_port, bridge_port = free_port(), free_port()
         config = bridge_config(
@@ -186,9 +189,10 @@ class Stack:
         await self.synapse.stop()
 
     async def start_bridge(self, options: Options | None = None) -> BridgeServer:
-        self.bridge = BridgeServer(
-            self.settings, options or Options(retry_base_delay_ms=200, status_coalesce_s=0.3)
-        )
+        options = options or Options(retry_base_delay_ms=200, status_coalesce_s=0.3)
+        if options.call_chat is None:
+            options = replace(options, call_chat=self.call_chat)
+        self.bridge = BridgeServer(self.settings, options)
         await self.bridge.start()
         self.livekit.webhook_url = f"{self.settings.appservice.address}/livekit/webhook"
         return self.bridge
