@@ -48,6 +48,7 @@ from migrations import OWNER_NAME, upgrade_table
 from .as_api import AppserviceAPI
 from .chat_mirror import ChatMirror
 from .dispatch import EventDispatcher
+from .encryption import EndToBridgeEncryption
 from .inbox_processor import InboxProcessor
 from .join_page import JoinPage
 from .lobby_desk import LobbyDesk
@@ -78,6 +79,7 @@ LIFECYCLE = web.AppKey("lifecycle", MeetingLifecycle)
 TOKEN_API = web.AppKey("token_api", TokenAPI)
 WIDGET_PAGE = web.AppKey("widget_page", WidgetPage)
 CHAT = web.AppKey("chat", ChatMirror)
+CRYPTO = web.AppKey("crypto", EndToBridgeEncryption)
 
 
 class _StateStore(MemoryStateStore, ASStateStore):
@@ -99,6 +101,7 @@ class Options:
     status_coalesce_s: float = 1.0
     reconcile_interval_s: float | None = None  # None: the config's livekit.reconcile_interval
     call_chat: CallChat | None = None  # None: the real livekit.rtc participant
+    max_attempts: int = 8  # per inbox event, before giving up
 
 
 def open_database(settings: Settings) -> Database:
@@ -141,6 +144,24 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
         yield
         start_profile.cancel()
         await session.close()
+
+    async def encryption(app: web.Application) -> AsyncIterator[None]:
+        if not settings.encryption.enabled:
+            yield
+            return
+        crypto = EndToBridgeEncryption(
+            homeserver_address=settings.homeserver.address,
+            bot=app[MATRIX].bot_intent,
+            as_token=settings.appservice.as_token,
+            database_url=settings.database_url,
+            database_args=settings.database_args,
+            msc4190=settings.encryption.msc4190,
+        )
+        await crypto.start()
+        app[CRYPTO] = crypto
+        app[MATRIX].use_encryption(crypto)
+        yield
+        await crypto.stop()
 
     async def livekit(app: web.Application) -> AsyncIterator[None]:
         client = livekit_api.LiveKitAPI(
@@ -234,13 +255,26 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
         dispatcher = EventDispatcher(settings, app[MATRIX], commands, room_settings)
         inbox = InboxStore(db)
         processor = InboxProcessor(
-            inbox, dispatcher.handle, clock, base_delay_ms=options.retry_base_delay_ms
+            inbox,
+            dispatcher.handle,
+            clock,
+            base_delay_ms=options.retry_base_delay_ms,
+            max_attempts=options.max_attempts,
+            on_give_up=dispatcher.gave_up,
         )
+        crypto = app[CRYPTO] if CRYPTO in app else None
+        if crypto is not None:
+            dispatcher.use_encryption(crypto)
         app[INBOX] = inbox
         app[PROCESSOR] = processor
         app[MEETINGS] = meetings
         app[AS_API] = AppserviceAPI(
-            settings.appservice.hs_token, inbox, clock, processor.wake, dispatcher.is_own_user
+            settings.appservice.hs_token,
+            inbox,
+            clock,
+            processor.wake,
+            dispatcher.is_own_user,
+            crypto.handle_transaction_extras if crypto is not None else None,
         )
         openid_session = aiohttp.ClientSession()
 
@@ -307,7 +341,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
         await chat_mirror.close()
         await openid_session.close()
 
-    app.cleanup_ctx.extend([database, matrix, livekit, domain])
+    app.cleanup_ctx.extend([database, matrix, encryption, livekit, domain])
 
     # Routes resolve their handler objects lazily: those exist only once start-up has run.
     app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", _late(AS_API, "put_transaction"))

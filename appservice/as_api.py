@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +36,11 @@ class AppserviceAPI:
         clock: Clock,
         on_stored: Callable[[], None],
         is_own_user: Callable[[str], bool],
+        on_extras: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
+        # on_extras: to-device messages, device lists and key counts (encryption), handled
+        # before the acknowledgement, since the homeserver does not send them again.
+        self._on_extras = on_extras
         self._hs_token = hs_token.encode()
         self._inbox = inbox
         self._clock = clock
@@ -68,6 +72,8 @@ class AppserviceAPI:
             return matrix_error(400, "M_BAD_JSON", "Transaction has no events list")
         pdus: list[dict[str, Any]] = [event for event in events if isinstance(event, dict)]
         try:
+            if self._on_extras is not None:
+                await self._on_extras(body)
             fresh = await self._inbox.accept(txn_id, pdus, self._clock.now_ms())
         except Exception:
             # Not stored means not acknowledged: the homeserver will send it again.

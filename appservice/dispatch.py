@@ -16,6 +16,7 @@ from bridge.ids import EventID, RoomID, UserID
 from bridge.room_config import ROOM_CONFIG_EVENT
 
 from .command_parser import parse_command
+from .encryption import EndToBridgeEncryption, Undecryptable
 from .matrix import MatrixPort, txn_id_for
 from .render import notice
 from .room_settings import RoomSettings
@@ -40,10 +41,15 @@ class EventDispatcher:
         self._commands = commands
         self._room_settings = room_settings
         self._subscribers: dict[str, list[Handler]] = {}
+        self._crypto: EndToBridgeEncryption | None = None
         self._bot = settings.bot_mxid
         domain = re.escape(settings.homeserver.domain)
         prefix = re.escape(settings.appservice.user_prefix)
         self._own_users = re.compile(rf"^@{prefix}.+:{domain}$")
+
+    def use_encryption(self, crypto: EndToBridgeEncryption) -> None:
+        """Decrypt `m.room.encrypted` events, and keep the crypto state in step with rooms."""
+        self._crypto = crypto
 
     def subscribe(self, event_type: str, handler: Handler) -> None:
         """Room events of `event_type` from people (not commands, not the bridge's own users)
@@ -64,7 +70,15 @@ class EventDispatcher:
             # for `/visio config` and for roll-backs, and this handler alone applies them.
             await self._room_settings.on_state_event(event)
             return
+        if self._crypto is not None and event.get("type") in ("m.room.encryption", "m.room.member"):
+            await self._crypto.observe_state(event)
         if self.is_own_user(sender):
+            return
+        if event.get("type") == "m.room.encrypted":
+            if self._crypto is None:
+                return  # encryption is off in this bridge: nothing to read
+            # Raises Undecryptable while the keys are missing: the inbox retries later.
+            await self.handle(await self._crypto.decrypt(event))
             return
         content = event.get("content")
         if not isinstance(content, Mapping):
@@ -89,6 +103,20 @@ class EventDispatcher:
                 return
         for handler in self._subscribers.get(event_type, ()):
             await handler(event)
+
+    async def gave_up(self, event: Mapping[str, Any], error: Exception) -> None:
+        """The inbox stopped retrying `event`; tell the sender when it could not be read."""
+        if not isinstance(error, Undecryptable):
+            return
+        room_id, sender = str(event.get("room_id")), str(event.get("sender"))
+        language = await self._room_settings.language(room_id)
+        name = await self._matrix.display_name(room_id, sender)
+        await self._matrix.send_notice(
+            room_id,
+            notice(language, "undecryptable", user=name),
+            reply_to=str(event.get("event_id")),
+            txn_id=txn_id_for(str(event.get("event_id")), "undecryptable"),
+        )
 
     async def _on_invite(self, room_id: RoomID, inviter: UserID, event_id: EventID) -> None:
         if not self._settings.may_invite(inviter):

@@ -113,6 +113,10 @@ FR: Final = {
     "widget_limited": "Trop de tentatives : réessayez dans quelques secondes.",
     "widget_failed": "La connexion à la visio a échoué.",
     "guest_name": "{name} (invité)",
+    "undecryptable": (
+        "Je n'ai pas pu déchiffrer le message de {user} : votre appareil ne m'a pas partagé "
+        "ses clés. Renvoyez-le, ou vérifiez les sessions de votre compte."
+    ),
     "chat_line": "{name} : {text}",
     "chat_emote": "* {name} {text}",
     "chat_deleted": "(message supprimé)",
@@ -243,6 +247,10 @@ EN: Final = {
     "widget_limited": "Too many attempts: try again in a few seconds.",
     "widget_failed": "Joining the video call failed.",
     "guest_name": "{name} (guest)",
+    "undecryptable": (
+        "I could not decrypt {user}'s message: their device did not share its keys with me. "
+        "Send it again, or check your account's sessions."
+    ),
     "chat_line": "{name}: {text}",
     "chat_emote": "* {name} {text}",
     "chat_deleted": "(message deleted)",

@@ -19,6 +19,7 @@ from bridge.inbox import InboxItem, InboxStore
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[None]]
+GiveUp = Callable[[Mapping[str, Any], Exception], Awaitable[None]]
 
 
 class InboxProcessor:
@@ -33,7 +34,9 @@ class InboxProcessor:
         max_delay_ms: int = 5 * 60_000,
         room_concurrency: int = 16,
         idle_poll_s: float = 5.0,
+        on_give_up: GiveUp | None = None,
     ) -> None:
+        self._on_give_up = on_give_up
         self._store = store
         self._handler = handler
         self._clock = clock
@@ -92,6 +95,13 @@ class InboxProcessor:
                     err,
                 )
                 await self._store.mark_failed(item.seq, repr(err), retry_at_ms=None, now_ms=now)
+                if self._on_give_up is not None:
+                    try:
+                        await self._on_give_up(item.event, err)
+                    except Exception as hook_error:
+                        log.warning(
+                            "Could not report giving up on %s: %r", item.event_id, hook_error
+                        )
                 return
             delay = min(self._base_delay_ms * 2 ** (attempts - 1), self._max_delay_ms)
             log.warning(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from mautrix.api import Method, Path
 from mautrix.appservice import IntentAPI
@@ -40,6 +40,14 @@ class BotLacksPower(Exception):
         self.needed = needed
 
 
+class Encryptor(Protocol):
+    async def is_encrypted(self, room_id: str) -> bool: ...
+
+    async def encrypt(
+        self, room_id: str, event_type: str, content: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+
 def txn_id_for(*parts: str) -> str:
     """A deterministic transaction id for a send caused by `parts` (event id, purpose…)."""
     return "vb-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
@@ -54,9 +62,30 @@ CREATOR_POWER_LEVEL = 2**53
 class MatrixPort:
     def __init__(self, bot: IntentAPI, ghosts: Callable[[UserID], IntentAPI] | None = None) -> None:
         self._bot = bot
+        self._crypto: Encryptor | None = None
         self._ghosts = ghosts
         self._ghost_names: dict[str, str] = {}
         self._creators: dict[str, frozenset[str]] = {}
+
+    def use_encryption(self, crypto: Encryptor) -> None:
+        """From now on, events for encrypted rooms are encrypted before they are sent."""
+        self._crypto = crypto
+
+    async def _send(
+        self, intent: IntentAPI, room_id: str, event_type: EventType, content: Any, txn_id: str
+    ) -> str:
+        if self._crypto is not None and await self._crypto.is_encrypted(room_id):
+            raw = content.serialize() if hasattr(content, "serialize") else dict(content)
+            encrypted = await self._crypto.encrypt(room_id, str(event_type), raw)
+            event_type, content = EventType.ROOM_ENCRYPTED, encrypted
+        event_id = await intent.send_message_event(
+            RoomID(room_id), event_type, content, txn_id=txn_id
+        )
+        return str(event_id)
+
+    @property
+    def bot_intent(self) -> IntentAPI:
+        return self._bot
 
     @property
     def bot_mxid(self) -> str:
@@ -75,20 +104,14 @@ class MatrixPort:
             content.set_reply(EventID(reply_to))
         # The bot never pings anyone with a notice: names appear as text, not mentions.
         content["m.mentions"] = {}
-        event_id = await self._bot.send_message_event(
-            RoomID(room_id), EventType.ROOM_MESSAGE, content, txn_id=txn_id
-        )
-        return str(event_id)
+        return await self._send(self._bot, room_id, EventType.ROOM_MESSAGE, content, txn_id)
 
     async def edit_notice(self, room_id: str, event_id: str, notice: Notice, *, txn_id: str) -> str:
         content = _notice_content(notice)
         # mautrix builds the `m.new_content` copy and the "* " fallback body itself.
         content.set_edit(EventID(event_id))
         content["m.mentions"] = {}
-        sent = await self._bot.send_message_event(
-            RoomID(room_id), EventType.ROOM_MESSAGE, content, txn_id=txn_id
-        )
-        return str(sent)
+        return await self._send(self._bot, room_id, EventType.ROOM_MESSAGE, content, txn_id)
 
     async def send_text(
         self,
@@ -111,10 +134,7 @@ class MatrixPort:
         if edit_of:
             content.set_edit(EventID(edit_of))
         content["m.mentions"] = {}
-        event_id = await intent.send_message_event(
-            RoomID(room_id), EventType.ROOM_MESSAGE, content, txn_id=txn_id
-        )
-        return str(event_id)
+        return await self._send(intent, room_id, EventType.ROOM_MESSAGE, content, txn_id)
 
     async def _ghost(self, user_id: str, displayname: str | None, room_id: str) -> IntentAPI:
         """The ghost's intent, registered, named and joined to the room (invited by the bot)."""
@@ -179,7 +199,8 @@ class MatrixPort:
         return self._creators[room_id]
 
     async def react(self, room_id: str, event_id: str, key: str, *, txn_id: str) -> None:
-        await self._bot.react(RoomID(room_id), EventID(event_id), key, txn_id=txn_id)
+        content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+        await self._send(self._bot, room_id, EventType.REACTION, content, txn_id)
 
     async def state_content(
         self, room_id: str, event_type: str, state_key: str = ""

@@ -13,7 +13,7 @@ def new_registration(settings: Settings) -> dict[str, Any]:
     """A registration with fresh random tokens for the homeserver's `app_service_config_files`."""
     domain = re.escape(settings.homeserver.domain)
     appservice = settings.appservice
-    return {
+    registration: dict[str, Any] = {
         "id": appservice.id,
         "url": appservice.address,
         "as_token": secrets.token_urlsafe(48),
@@ -29,3 +29,13 @@ def new_registration(settings: Settings) -> dict[str, Any]:
             "rooms": [],
         },
     }
+    if settings.encryption.enabled:
+        # End-to-bridge encryption: to-device messages and device lists in transactions
+        # (MSC2409, MSC3202), and device creation without a login where the homeserver
+        # uses Matrix Authentication Service (MSC4190).
+        registration["receive_ephemeral"] = True
+        registration["de.sorunome.msc2409.push_ephemeral"] = True
+        registration["org.matrix.msc3202"] = True
+        if settings.encryption.msc4190:
+            registration["io.element.msc4190"] = True
+    return registration

@@ -82,6 +82,12 @@ class MeetingSettings:
 
 
 @dataclass(frozen=True)
+class EncryptionSettings:
+    enabled: bool
+    msc4190: bool  # create the bot's device the MSC4190 way (homeserver behind MAS)
+
+
+@dataclass(frozen=True)
 class Settings:
     homeserver: HomeserverSettings
     appservice: AppserviceSettings
@@ -92,6 +98,7 @@ class Settings:
     meetings: MeetingSettings
     permissions: Mapping[str, str]
     log_level: str
+    encryption: EncryptionSettings
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -291,6 +298,10 @@ def parse_settings(
     permissions = _permissions(r)
     log_level = r.choice("logging.level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
     public_url = r.url("public_url", ("http", "https"))
+    encryption = EncryptionSettings(
+        enabled=r.boolean("encryption.enabled", False),
+        msc4190=r.boolean("encryption.msc4190", False),
+    )
     if r.problems:
         raise ConfigError(r.problems)
     return Settings(
@@ -303,6 +314,7 @@ def parse_settings(
         meetings=meetings,
         permissions=permissions,
         log_level=log_level,
+        encryption=encryption,
     )
 
 

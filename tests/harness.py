@@ -147,6 +147,7 @@ class Stack:
     livekit: LiveKitDouble
     database: DatabaseTarget | None = None
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    synapse_config: dict[str, Any] = field(default_factory=dict)
     synapse: LocalSynapse = field(init=False)
     settings: Settings = field(init=False)
     bridge: BridgeServer | None = field(init=False, default=None)
@@ -177,6 +178,7 @@ class Stack:
             server_name=SERVER_NAME,
             port=synapse_port,
             registration_files=[registration_path],
+            extra_config=self.synapse_config,
         )
         await self.synapse.start()
         await self.start_bridge()
