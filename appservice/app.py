@@ -102,6 +102,7 @@ class Options:
     reconcile_interval_s: float | None = None  # None: the config's livekit.reconcile_interval
     call_chat: CallChat | None = None  # None: the real livekit.rtc participant
     max_attempts: int = 8  # per inbox event, before giving up
+    retry_max_delay_ms: int = 5 * 60_000
 
 
 def open_database(settings: Settings) -> Database:
@@ -259,6 +260,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             dispatcher.handle,
             clock,
             base_delay_ms=options.retry_base_delay_ms,
+            max_delay_ms=options.retry_max_delay_ms,
             max_attempts=options.max_attempts,
             on_give_up=dispatcher.gave_up,
         )
@@ -329,9 +331,14 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
                 )
             ),
         ]
-        if options.process_inbox:
-            workers.append(asyncio.create_task(processor.run()))
+        inbox_worker = asyncio.create_task(processor.run()) if options.process_inbox else None
         yield
+        if inbox_worker is not None:
+            processor.stop()
+            try:
+                await asyncio.wait_for(inbox_worker, timeout=10)
+            except TimeoutError:
+                log.warning("Inbox processing did not finish in time; it resumes at next start")
         for worker in workers:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -46,14 +46,21 @@ class InboxProcessor:
         self._room_slots = asyncio.Semaphore(room_concurrency)
         self._idle_poll_s = idle_poll_s
         self._wakeup = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         """Ask for a pass now (called after a transaction is stored)."""
         self._wakeup.set()
 
+    def stop(self) -> None:
+        """Finish the events in hand, then return from `run()` (graceful shutdown): stopping
+        in the middle of one would make its retry repeat what was already done."""
+        self._stopping = True
+        self._wakeup.set()
+
     async def run(self) -> None:
-        """Drain forever; cancelled at shutdown. Errors in one pass never stop the loop."""
-        while True:
+        """Drain until stopped. Errors in one pass never stop the loop."""
+        while not self._stopping:
             self._wakeup.clear()
             try:
                 handled = await self.drain()
@@ -69,6 +76,8 @@ class InboxProcessor:
         items = await self._store.due(self._clock.now_ms())
         if not items:
             return 0
+        if self._stopping:
+            return 0
         by_room: dict[str | None, list[InboxItem]] = defaultdict(list)
         for item in items:
             by_room[item.room_id].append(item)
@@ -78,6 +87,8 @@ class InboxProcessor:
     async def _handle_room(self, items: list[InboxItem]) -> None:
         async with self._room_slots:
             for item in items:
+                if self._stopping:
+                    return  # the rest stays pending for the next start
                 await self._handle_one(item)
 
     async def _handle_one(self, item: InboxItem) -> None:
