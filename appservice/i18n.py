@@ -139,6 +139,10 @@ FR: Final = {
     # Join page
     "page_title": "Rejoindre la visio",
     "page_intro": "Visio du salon, démarrée par {starter}.",
+    "page_members_hint": (
+        "Membre du salon ? Ouvrez la visio depuis le salon, dans Tchap (widget Visio) : "
+        "vous entrez avec votre compte, sans donner de nom."
+    ),
     "page_name_label": "Votre nom",
     "page_join": "Rejoindre",
     "page_name_invalid": "Indiquez un nom (64 caractères au plus).",
@@ -272,6 +276,10 @@ EN: Final = {
     "duration_under_minute": "less than a minute",
     "page_title": "Join the video call",
     "page_intro": "The room's video call, started by {starter}.",
+    "page_members_hint": (
+        "A member of the room? Open the call from the room, in your Matrix client (the Visio "
+        "widget): you join with your account, no name needed."
+    ),
     "page_name_label": "Your name",
     "page_join": "Join",
     "page_name_invalid": "Enter a name (at most 64 characters).",

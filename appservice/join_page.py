@@ -71,7 +71,7 @@ _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem;"
     "color:#1e1e1e}h1{font-size:1.4rem}input{font-size:1rem;padding:.5rem;width:100%;"
     "box-sizing:border-box;margin:.5rem 0 1rem}button{font-size:1rem;padding:.6rem 1.2rem;"
-    "background:#000091;color:#fff;border:0;border-radius:4px}.error{color:#ce0500}"
+    "background:#000091;color:#fff;border:0;border-radius:4px}.error{color:#ce0500}.hint{color:#666;font-size:.9rem;margin-top:2rem}"
 )
 
 
@@ -213,6 +213,7 @@ class JoinPage:
             f'<form method="post"><label for="name">{_t(language, "page_name_label")}</label>'
             '<input id="name" name="name" maxlength="64" required autofocus autocomplete="name">'
             f'<button type="submit">{_t(language, "page_join")}</button></form>'
+            f'<p class="hint">{_t(language, "page_members_hint")}</p>'
         )
         return self._page(language, "page_title", body, 400 if error else 200)
 

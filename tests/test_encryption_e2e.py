@@ -38,15 +38,18 @@ ENCRYPTION = {
 }
 
 
-@pytest.fixture
-async def e2ee_stack(tmp_path: Path, livekit: LiveKitDouble) -> AsyncIterator[Stack]:
-    stack = Stack(
+def _encrypting_stack(tmp_path: Path, livekit: LiveKitDouble) -> Stack:
+    return Stack(
         tmp_path,
         livekit,
         config_overrides={"encryption": {"enabled": True}},
         synapse_config=SYNAPSE_E2EE,
     )
-    async with stack as running:
+
+
+@pytest.fixture
+async def e2ee_stack(tmp_path: Path, livekit: LiveKitDouble) -> AsyncIterator[Stack]:
+    async with _encrypting_stack(tmp_path, livekit) as running:
         yield running
 
 
@@ -217,13 +220,7 @@ async def test_settings_chat_and_plain_rooms_with_encryption_on(
 
 @pytest.fixture
 async def impatient_e2ee_stack(tmp_path: Path, livekit: LiveKitDouble) -> AsyncIterator[Stack]:
-    stack = Stack(
-        tmp_path,
-        livekit,
-        config_overrides={"encryption": {"enabled": True}},
-        synapse_config=SYNAPSE_E2EE,
-    )
-    async with stack as running:
+    async with _encrypting_stack(tmp_path, livekit) as running:
         await running.stop_bridge()
         await running.start_bridge(
             Options(retry_base_delay_ms=100, max_attempts=2, call_chat=running.call_chat)

@@ -7,7 +7,7 @@ import time
 
 import aiohttp
 import pytest
-from harness import Stack
+from harness import Human, Stack
 
 from appservice.app import DB, Options
 
@@ -96,15 +96,20 @@ async def _wait_stored(stack: Stack, event_id: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_crash_after_ack_replays_from_the_inbox(stack: Stack) -> None:
+async def _acknowledged_not_handled(stack: Stack) -> tuple[Human, str, str]:
+    """`!visio` acknowledged by a bridge that then stops before handling it (a crash)."""
     alice = await stack.human("alice", "Alice")
     room = await stack.room_with_bot(alice)
-    # A bridge that acknowledges transactions but dies before processing them.
     await stack.stop_bridge()
     await stack.start_bridge(Options(process_inbox=False))
     command = await alice.send(room, "!visio")
     await _wait_stored(stack, command)
     await stack.stop_bridge()
+    return alice, room, command
+
+
+async def test_crash_after_ack_replays_from_the_inbox(stack: Stack) -> None:
+    alice, room, _ = await _acknowledged_not_handled(stack)
     assert stack.livekit.calls("CreateRoom") == []
     # Restarted, it finds the acknowledged command and answers it, once.
     await stack.start_bridge()
@@ -115,13 +120,7 @@ async def test_crash_after_ack_replays_from_the_inbox(stack: Stack) -> None:
 
 
 async def test_homeserver_outage_delays_the_answer_but_loses_nothing(stack: Stack) -> None:
-    alice = await stack.human("alice", "Alice")
-    room = await stack.room_with_bot(alice)
-    await stack.stop_bridge()
-    await stack.start_bridge(Options(process_inbox=False))
-    command = await alice.send(room, "!visio")
-    await _wait_stored(stack, command)
-    await stack.stop_bridge()
+    alice, room, command = await _acknowledged_not_handled(stack)
     await stack.synapse.stop()
     # The bridge starts while the homeserver is down: sending the answer fails and is retried.
     await stack.start_bridge(

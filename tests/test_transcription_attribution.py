@@ -1,0 +1,87 @@
+"""Who said what, with hand-made turns and words (no models): attribution and rendering."""
+
+from __future__ import annotations
+
+from bridge.transcription.attribution import (
+    Presence,
+    Turn,
+    Utterance,
+    Word,
+    label_words,
+    name_labels,
+    speaking_time,
+    utterances,
+)
+from bridge.transcription.render import markdown, webvtt
+
+TURNS = [Turn(0.0, 4.0, "SPEAKER_00"), Turn(4.2, 8.0, "SPEAKER_01"), Turn(8.5, 10.0, "SPEAKER_02")]
+WORDS = [
+    Word(0.1, 0.5, "Bonjour"),
+    Word(0.6, 1.0, "à"),
+    Word(1.1, 1.6, "tous."),
+    Word(3.95, 4.4, "Oui,"),  # straddles the boundary: mostly inside SPEAKER_01
+    Word(4.4, 5.0, "bonjour."),
+    Word(8.2, 8.45, "Euh"),  # in a gap, nearest turn is SPEAKER_02
+    Word(8.6, 9.0, "moi"),
+    Word(12.0, 12.4, "perdu"),  # far from any turn
+]
+
+
+def test_words_go_to_the_turn_they_overlap_most_or_the_nearest() -> None:
+    assert label_words(WORDS, TURNS) == [
+        "SPEAKER_00",
+        "SPEAKER_00",
+        "SPEAKER_00",
+        "SPEAKER_01",
+        "SPEAKER_01",
+        "SPEAKER_02",
+        "SPEAKER_02",
+        None,
+    ]
+
+
+def test_labels_are_named_only_when_presence_tells_them_apart() -> None:
+    presences = [
+        Presence("Alice", 0.0, 10.0),  # there all along
+        Presence("Bob", 4.0, 10.0),  # joined at 4 s
+        Presence("Zoé", 8.4, 10.0),
+    ]
+    names = name_labels(TURNS, presences)
+    # SPEAKER_00 spoke before Bob and Zoé came: only Alice was there.
+    assert names["SPEAKER_00"] == "Alice"
+    # SPEAKER_01 and SPEAKER_02: several people present throughout, no guess.
+    assert "SPEAKER_01" not in names and "SPEAKER_02" not in names
+
+
+def test_several_labels_of_one_person_merge_and_others_are_numbered() -> None:
+    turns = [Turn(0, 2, "SPEAKER_00"), Turn(2, 4, "SPEAKER_03"), Turn(4, 6, "SPEAKER_01")]
+    words = [Word(0.5, 1, "un"), Word(2.5, 3, "deux"), Word(4.5, 5, "trois")]
+    names = {"SPEAKER_00": "Alice", "SPEAKER_03": "Alice"}
+    result = utterances(words, label_words(words, turns), names, "Intervenant {n}")
+    assert result == [
+        Utterance("Alice", 0.5, 3, "un deux"),
+        Utterance("Intervenant 1", 4.5, 5, "trois"),
+    ]
+    assert speaking_time(result) == {"Alice": 2.5, "Intervenant 1": 0.5}
+
+
+def test_known_hallucinations_are_dropped() -> None:
+    words = [Word(0, 1, "Sous-titres réalisés par la communauté d'Amara.org"), Word(5, 6, "Vrai")]
+    turns = [Turn(0, 1, "A"), Turn(5, 6, "B")]
+    result = utterances(words, label_words(words, turns), {}, "Speaker {n}")
+    assert [u.text for u in result] == ["Vrai"]
+
+
+def test_markdown_and_webvtt() -> None:
+    items = [
+        Utterance("Alice", 0.5, 3.25, "Bonjour à tous."),
+        Utterance("Bob <admin>", 3661.0, 3662.5, "a --> b & <c>"),
+    ]
+    assert markdown(items) == (
+        "**Alice** [00:00:00]: Bonjour à tous.\n\n**Bob <admin>** [01:01:01]: a --> b & <c>\n"
+    )
+    assert webvtt(items) == (
+        "WEBVTT\n\n"
+        "00:00:00.500 --> 00:00:03.250\n<v Alice>Bonjour à tous.\n\n"
+        "01:01:01.000 --> 01:01:02.500\n<v Bob &lt;admin&gt;>a → b &amp; &lt;c>\n"
+    )
