@@ -31,6 +31,7 @@ from bridge.chat import CallChat, ChatStore
 from bridge.clock import Clock, SystemClock
 from bridge.ids import RoomID
 from bridge.inbox import InboxStore
+from bridge.jobs import JobQueue
 from bridge.join import JoinSettings
 from bridge.lifecycle import MeetingLifecycle, ObserverGroup
 from bridge.livekit import LiveKitAdapter, LiveKitError, RoomOptions
@@ -41,6 +42,7 @@ from bridge.member_join import MemberJoin
 from bridge.openid import OpenIDVerifier
 from bridge.participants import ParticipantStore
 from bridge.rate_limit import RateLimiter
+from bridge.recording import Recordings
 from bridge.room_config_store import RoomConfigStore
 from bridge.webhooks import WebhookVerifier
 from migrations import OWNER_NAME, upgrade_table
@@ -53,10 +55,12 @@ from .inbox_processor import InboxProcessor
 from .join_page import JoinPage
 from .lobby_desk import LobbyDesk
 from .matrix import MatrixPort
-from .room_settings import OperatorPolicy, RoomSettings
+from .recording_keeper import RecordingKeeper
+from .room_settings import RoomSettings, policy_from
 from .settings import Settings
 from .status_publisher import StatusPublisher
 from .token_api import TokenAPI
+from .transcripts import Transcriber, TranscriptPublisher, TranscriptWorker
 from .visio_commands import VisioCommands
 from .webhook_api import WebhookAPI
 from .widget_page import WidgetPage
@@ -80,6 +84,7 @@ TOKEN_API = web.AppKey("token_api", TokenAPI)
 WIDGET_PAGE = web.AppKey("widget_page", WidgetPage)
 CHAT = web.AppKey("chat", ChatMirror)
 CRYPTO = web.AppKey("crypto", EndToBridgeEncryption)
+TRANSCRIPTS = web.AppKey("transcripts", TranscriptWorker)
 
 
 class _StateStore(MemoryStateStore, ASStateStore):
@@ -103,6 +108,8 @@ class Options:
     call_chat: CallChat | None = None  # None: the real livekit.rtc participant
     max_attempts: int = 8  # per inbox event, before giving up
     retry_max_delay_ms: int = 5 * 60_000
+    transcriber: Transcriber | None = None  # None: the bundled models, when installed
+    job_poll_s: float = 2.0
 
 
 def open_database(settings: Settings) -> Database:
@@ -195,14 +202,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
         room_settings = RoomSettings(
             RoomConfigStore(db),
             app[MATRIX],
-            OperatorPolicy(
-                default_language=settings.meetings.default_language,
-                moderator_power_level=settings.meetings.moderator_power_level,
-                max_participants=settings.meetings.max_participants,
-                transcription_allowed=settings.meetings.transcription_allowed,
-                settings_power_level=settings.meetings.settings_power_level,
-                guests_power_level=settings.meetings.guests_power_level,
-            ),
+            policy_from(settings),
             clock,
         )
 
@@ -241,9 +241,17 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             retry_base_ms=options.retry_base_delay_ms,
         )
         app[CHAT] = chat_mirror
-        observers = ObserverGroup(status, widgets, chat_mirror)
+        jobs = JobQueue(db, clock)
+        recordings = Recordings(
+            meeting_store,
+            jobs,
+            app[LIVEKIT],
+            recordings_dir=settings.transcription.recordings_dir,
+        )
+        recording_keeper = RecordingKeeper(meeting_store, recordings, app[MATRIX], room_settings)
+        observers = ObserverGroup(status, widgets, chat_mirror, recording_keeper)
         lifecycle = MeetingLifecycle(
-            db, meeting_store, participant_store, app[LIVEKIT], clock, observers
+            db, meeting_store, participant_store, app[LIVEKIT], clock, observers, recordings
         )
         commands = VisioCommands(
             meetings,
@@ -252,6 +260,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             settings=room_settings,
             clock=clock,
             status=observers,
+            recording=recording_keeper,
         )
         dispatcher = EventDispatcher(settings, app[MATRIX], commands, room_settings)
         inbox = InboxStore(db)
@@ -331,6 +340,23 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
                 )
             ),
         ]
+        transcriber = options.transcriber or (
+            _bundled_transcriber(settings) if settings.transcription.in_process else None
+        )
+        if transcriber is not None:
+            transcript_worker = TranscriptWorker(
+                jobs,
+                meeting_store,
+                participant_store,
+                transcriber,
+                TranscriptPublisher(app[MATRIX], meeting_store),
+                room_settings,
+                clock,
+                keep_recordings=settings.transcription.keep_recordings,
+                retry_base_ms=options.retry_base_delay_ms,
+            )
+            app[TRANSCRIPTS] = transcript_worker
+            workers.append(asyncio.create_task(transcript_worker.run(poll_s=options.job_poll_s)))
         inbox_worker = asyncio.create_task(processor.run()) if options.process_inbox else None
         yield
         if inbox_worker is not None:
@@ -346,6 +372,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
         await status.close()
         await widgets.close()
         await chat_mirror.close()
+        await recording_keeper.close()
         await openid_session.close()
 
     app.cleanup_ctx.extend([database, matrix, encryption, livekit, domain])
@@ -419,6 +446,23 @@ async def _keep_in_step(
         except Exception:
             log.exception("Status or chat catch-up failed")
         await asyncio.sleep(interval_s)
+
+
+def _bundled_transcriber(settings: Settings) -> Transcriber | None:
+    """The models of the `transcription` extra, or None (with a warning) when not installed."""
+    from bridge.transcription.bundled import load_transcriber
+
+    try:
+        return load_transcriber(
+            pipeline_dir=settings.transcription.pipeline_dir or None,
+            model_dir=settings.transcription.model_dir or None,
+            threads=settings.transcription.threads,
+        )
+    except ImportError as err:
+        log.warning(
+            "Transcription is not installed (%s): transcripts wait for a transcribe-worker", err
+        )
+        return None
 
 
 async def _expire_lobby(desk: LobbyDesk, interval_s: float = 2.0) -> None:

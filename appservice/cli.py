@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run the bridge")
     run.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
 
+    worker = commands.add_parser(
+        "transcribe-worker", help="turn recorded meetings into transcripts (CPU/GPU heavy)"
+    )
+    worker.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
+
     demo = commands.add_parser("demo", help="run a local Synapse with the bridge, to try it out")
     demo.add_argument("--dir", type=Path, default=Path("visio-demo"))
 
@@ -46,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging(settings.log_level)
         asyncio.run(_run_until_signal(settings))
         return 0
+    if args.command == "transcribe-worker":
+        settings = _load_or_exit(args.config)
+        _configure_logging(settings.log_level)
+        from .worker_process import run_worker
+
+        return asyncio.run(run_worker(settings))
     if args.command == "demo":
         from .demo import prepare_demo, run_demo
 

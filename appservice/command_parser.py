@@ -21,6 +21,7 @@ class Action(enum.Enum):
     STATUS = "status"
     HELP = "help"
     CONFIG = "config"
+    TRANSCRIPT = "transcript"
     UNKNOWN = "unknown"
 
 
@@ -40,6 +41,8 @@ _ACTIONS: Mapping[str, Action] = {
     "etat": Action.STATUS,
     "help": Action.HELP,
     "aide": Action.HELP,
+    "transcript": Action.TRANSCRIPT,
+    "transcription": Action.TRANSCRIPT,
     "config": Action.CONFIG,
     "settings": Action.CONFIG,
     "réglages": Action.CONFIG,

@@ -18,6 +18,8 @@ FR: Final = {
     "ended_alone": "Visio terminée — {duration}, {people}.",
     "people": "{count} participant",
     "people_plural": "{count} participants",
+    "speakers": "{count} intervenant",
+    "speakers_plural": "{count} intervenants",
     "and_more": "+{count} autres",
     "status_live": "Visio en cours depuis {duration}, démarrée par {starter} — rejoindre : {link}",
     "status_none": "Aucune visio en cours. Tapez !visio pour en démarrer une.",
@@ -49,6 +51,7 @@ FR: Final = {
         "• !visio status — savoir si une visio est en cours\n"
         "• !visio end — terminer la visio (la personne qui l'a démarrée ou un modérateur)\n"
         "• !visio config — voir ou changer les réglages du salon\n"
+        "• !visio transcript off — arrêter l'enregistrement de la visio en cours\n"
         "• !visio help — cette aide\n"
         "Dans Element ou Tchap, /visio ouvre « Commande inconnue » : choisissez "
         "« Envoyer comme message », ou tapez !visio."
@@ -113,6 +116,22 @@ FR: Final = {
     "widget_limited": "Trop de tentatives : réessayez dans quelques secondes.",
     "widget_failed": "La connexion à la visio a échoué.",
     "guest_name": "{name} (invité)",
+    "recording_started": (
+        "🔴 Le son de cette visio est enregistré pour en produire la transcription, publiée ici "
+        "après la visio. !visio transcript off pour arrêter."
+    ),
+    "recording_stopped": "L'enregistrement est arrêté : pas de transcription pour cette visio.",
+    "recording_nothing": "Aucun enregistrement en cours.",
+    "recording_failed": (
+        "L'enregistrement de la visio a échoué : il n'y aura pas de transcription."
+    ),
+    "transcript_summary": (
+        "Transcription de la visio ({duration}) — {speakers} : {times} — {words} mots. "
+        "Texte complet en pièce jointe."
+    ),
+    "transcript_empty": "Transcription de la visio : aucune parole n'a été détectée.",
+    "transcript_failed": "La transcription de la visio a échoué. (référence {ref})",
+    "speaker_unknown": "Intervenant {n}",
     "undecryptable": (
         "Je n'ai pas pu déchiffrer le message de {user} : votre appareil ne m'a pas partagé "
         "ses clés. Renvoyez-le, ou vérifiez les sessions de votre compte."
@@ -162,6 +181,8 @@ EN: Final = {
     "ended_alone": "Video call ended — {duration}, {people}.",
     "people": "{count} participant",
     "people_plural": "{count} participants",
+    "speakers": "{count} speaker",
+    "speakers_plural": "{count} speakers",
     "and_more": "+{count} more",
     "status_live": "Video call running for {duration}, started by {starter} — join: {link}",
     "status_none": "No video call running. Type !visio to start one.",
@@ -193,6 +214,7 @@ EN: Final = {
         "• !visio status — is a call running?\n"
         "• !visio end — end the call (its starter or a moderator)\n"
         "• !visio config — see or change the room's settings\n"
+        "• !visio transcript off — stop recording the current call\n"
         "• !visio help — this help\n"
         "In Element or Tchap, /visio opens “Unknown command”: choose “Send as message”, "
         "or type !visio."
@@ -251,6 +273,20 @@ EN: Final = {
     "widget_limited": "Too many attempts: try again in a few seconds.",
     "widget_failed": "Joining the video call failed.",
     "guest_name": "{name} (guest)",
+    "recording_started": (
+        "🔴 This call's audio is recorded to produce its transcript, posted here after the "
+        "call. !visio transcript off to stop."
+    ),
+    "recording_stopped": "Recording stopped: no transcript for this call.",
+    "recording_nothing": "Nothing is being recorded.",
+    "recording_failed": "Recording the call failed: there will be no transcript.",
+    "transcript_summary": (
+        "Transcript of the call ({duration}) — {speakers}: {times} — {words} words. "
+        "Full text attached."
+    ),
+    "transcript_empty": "Transcript of the call: no speech was detected.",
+    "transcript_failed": "Transcribing the call failed. (reference {ref})",
+    "speaker_unknown": "Speaker {n}",
     "undecryptable": (
         "I could not decrypt {user}'s message: their device did not share its keys with me. "
         "Send it again, or check your account's sessions."

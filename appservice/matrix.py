@@ -15,11 +15,14 @@ from typing import Any, Protocol
 
 from mautrix.api import Method, Path
 from mautrix.appservice import IntentAPI
+from mautrix.crypto.attachments import encrypt_attachment
 from mautrix.errors import MForbidden, MNotFound
 from mautrix.types import (
     EventID,
     EventType,
+    FileInfo,
     Format,
+    MediaMessageEventContent,
     MessageType,
     PowerLevelStateEventContent,
     RoomID,
@@ -98,10 +101,13 @@ class MatrixPort:
         *,
         txn_id: str,
         reply_to: str | None = None,
+        thread_root: str | None = None,
     ) -> str:
         content = _notice_content(notice)
         if reply_to:
             content.set_reply(EventID(reply_to))
+        if thread_root:
+            content["m.relates_to"] = _in_thread(thread_root)
         # The bot never pings anyone with a notice: names appear as text, not mentions.
         content["m.mentions"] = {}
         return await self._send(self._bot, room_id, EventType.ROOM_MESSAGE, content, txn_id)
@@ -198,6 +204,35 @@ class MatrixPort:
             self._creators[room_id] = creators
         return self._creators[room_id]
 
+    async def send_file(
+        self,
+        room_id: str,
+        data: bytes,
+        *,
+        filename: str,
+        mimetype: str,
+        txn_id: str,
+        thread_root: str | None = None,
+    ) -> str:
+        """Upload `data` and post it as an `m.file` (an encrypted attachment in encrypted rooms)."""
+        content = MediaMessageEventContent(
+            msgtype=MessageType.FILE,
+            body=filename,
+            filename=filename,
+            info=FileInfo(mimetype=mimetype, size=len(data)),
+        )
+        if self._crypto is not None and await self._crypto.is_encrypted(room_id):
+            ciphertext, encrypted_file = encrypt_attachment(data)
+            encrypted_file.url = await self._bot.upload_media(
+                ciphertext, mime_type="application/octet-stream"
+            )
+            content.file = encrypted_file
+        else:
+            content.url = await self._bot.upload_media(data, mime_type=mimetype, filename=filename)
+        if thread_root:
+            content["m.relates_to"] = _in_thread(thread_root)
+        return await self._send(self._bot, room_id, EventType.ROOM_MESSAGE, content, txn_id)
+
     async def react(self, room_id: str, event_id: str, key: str, *, txn_id: str) -> None:
         content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
         await self._send(self._bot, room_id, EventType.REACTION, content, txn_id)
@@ -240,6 +275,16 @@ class MatrixPort:
 
     async def leave(self, room_id: str, reason: str) -> None:
         await self._bot.leave_room(RoomID(room_id), reason=reason)
+
+
+def _in_thread(root: str) -> dict[str, Any]:
+    # Clients without threads show a reply to the root instead (the falling-back form).
+    return {
+        "rel_type": "m.thread",
+        "event_id": root,
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": root},
+    }
 
 
 def _notice_content(notice: Notice) -> TextMessageEventContent:

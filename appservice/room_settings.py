@@ -32,6 +32,7 @@ from bridge.room_config_store import RoomConfigStore
 from . import i18n
 from .matrix import BotLacksPower, MatrixPort, txn_id_for
 from .render import Notice, notice
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,18 @@ class OperatorPolicy:
     transcription_allowed: bool
     settings_power_level: int
     guests_power_level: int
+
+
+def policy_from(settings: Settings) -> OperatorPolicy:
+    meetings = settings.meetings
+    return OperatorPolicy(
+        default_language=meetings.default_language,
+        moderator_power_level=meetings.moderator_power_level,
+        max_participants=meetings.max_participants,
+        transcription_allowed=meetings.transcription_allowed,
+        settings_power_level=meetings.settings_power_level,
+        guests_power_level=meetings.guests_power_level,
+    )
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,16 @@ class MeetingSettings:
 
 
 @dataclass(frozen=True)
+class TranscriptionSettings:
+    recordings_dir: str  # where LiveKit's egress writes recordings; shared with the workers
+    keep_recordings: bool  # privacy: delete the audio once its transcript is published
+    in_process: bool  # run the transcription worker inside the bridge (embedded set-ups)
+    threads: int
+    pipeline_dir: str  # an operator's pyannote pipeline folder ("" for the bundled one)
+    model_dir: str  # a faster-whisper CTranslate2 folder ("" for the bundled ones)
+
+
+@dataclass(frozen=True)
 class EncryptionSettings:
     enabled: bool
     msc4190: bool  # create the bot's device the MSC4190 way (homeserver behind MAS)
@@ -99,6 +109,7 @@ class Settings:
     permissions: Mapping[str, str]
     log_level: str
     encryption: EncryptionSettings
+    transcription: TranscriptionSettings
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -302,6 +313,14 @@ def parse_settings(
         enabled=r.boolean("encryption.enabled", False),
         msc4190=r.boolean("encryption.msc4190", False),
     )
+    transcription = TranscriptionSettings(
+        recordings_dir=r.text("transcription.recordings_dir", "/var/lib/visio-bridge/recordings"),
+        keep_recordings=r.boolean("transcription.keep_recordings", False),
+        in_process=r.boolean("transcription.in_process", database_url.startswith("sqlite:")),
+        threads=r.integer("transcription.threads", 2, 1, 64),
+        pipeline_dir=r.text("transcription.pipeline_dir", ""),
+        model_dir=r.text("transcription.model_dir", ""),
+    )
     if r.problems:
         raise ConfigError(r.problems)
     return Settings(
@@ -315,6 +334,7 @@ def parse_settings(
         permissions=permissions,
         log_level=log_level,
         encryption=encryption,
+        transcription=transcription,
     )
 
 

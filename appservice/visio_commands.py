@@ -23,6 +23,7 @@ from bridge.meetings import Meeting
 from .command_parser import Action, Command
 from .errors import new_reference
 from .matrix import MatrixPort, txn_id_for
+from .recording_keeper import RecordingKeeper
 from .render import Link, Notice, duration, notice
 from .room_settings import EffectiveConfig, RoomSettings
 
@@ -51,7 +52,9 @@ class VisioCommands:
         settings: RoomSettings,
         clock: Clock,
         status: MeetingObserver,
+        recording: RecordingKeeper,
     ) -> None:
+        self._recording = recording
         self._meetings = meetings
         self._matrix = matrix
         self._public_url = public_url.rstrip("/")
@@ -72,6 +75,8 @@ class VisioCommands:
                     await self._start(ctx)
                 case Action.CONFIG:
                     await self._config(ctx, command.args)
+                case Action.TRANSCRIPT:
+                    await self._transcript(ctx, command.args)
                 case Action.END:
                     await self._end(ctx)
                 case Action.STATUS:
@@ -168,6 +173,17 @@ class VisioCommands:
             return
         # The status message's final edit and the end notice replying to it say who ended it.
         self._status_observer.meeting_changed(meeting.id)
+
+    async def _transcript(self, ctx: CommandContext, args: tuple[str, ...]) -> None:
+        """`/visio transcript off`: stop recording the current meeting (no transcript)."""
+        if [word.lower() for word in args[:1]] not in (["off"], ["stop"], ["non"], ["arrêt"]):
+            await self._reply(ctx, notice(ctx.language, "help"))
+            return
+        meeting = await self._meetings.open_meeting(ctx.room_id)
+        stopped = meeting is not None and await self._recording.stop(meeting.id)
+        await self._reply(
+            ctx, notice(ctx.language, "recording_stopped" if stopped else "recording_nothing")
+        )
 
     async def _config(self, ctx: CommandContext, args: tuple[str, ...]) -> None:
         if not args:

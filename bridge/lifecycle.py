@@ -19,7 +19,15 @@ from .ids import MeetingID
 from .livekit import LiveKitRooms
 from .meetings import Meeting, MeetingState, MeetingStore
 from .participants import ParticipantStore
-from .webhooks import LiveKitEvent, ParticipantJoined, ParticipantLeft, RoomFinished, RoomStarted
+from .recording import Recordings
+from .webhooks import (
+    EgressEnded,
+    LiveKitEvent,
+    ParticipantJoined,
+    ParticipantLeft,
+    RoomFinished,
+    RoomStarted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +70,9 @@ class MeetingLifecycle:
         livekit: LiveKitRooms,
         clock: Clock,
         observer: MeetingObserver,
+        recordings: Recordings | None = None,
     ) -> None:
+        self._recordings = recordings
         self._db = db
         self._meetings = meetings
         self._participants = participants
@@ -101,6 +111,16 @@ class MeetingLifecycle:
                 return None
             case RoomFinished():
                 return await self._finish(meeting, event.at_ms)
+            case EgressEnded():
+                if self._recordings is None:
+                    return None
+                outcome = await self._recordings.egress_ended(
+                    event.egress_id, event.usable, event.filename, event.started_ns, event.error
+                )
+                if outcome is None:
+                    return None
+                await self._meetings.bump_status(meeting.id)
+                return meeting.id
             case ParticipantJoined():
                 # A join reported after the room finished (late delivery) changes nothing.
                 if not meeting.is_open:
@@ -127,6 +147,8 @@ class MeetingLifecycle:
             return None
         await self._participants.close_all(meeting.id, at_ms)
         await self._meetings.mark_ended(meeting.id, at_ms, None)
+        if self._recordings is not None:
+            await self._recordings.queue_if_ready(meeting.id)
         log.info("Meeting %s in %s finished in LiveKit", meeting.id, meeting.room_id)
         return meeting.id
 

@@ -75,6 +75,14 @@ class LiveKitRooms(Protocol):
 
     async def send_data(self, name: LiveKitRoomName, payload: bytes, topic: str) -> None: ...
 
+    async def update_room_metadata(self, name: LiveKitRoomName, metadata: str) -> None: ...
+
+    async def start_audio_recording(self, name: LiveKitRoomName, filepath: str) -> str:
+        """Start an audio-only room recording to an OGG file; returns the egress id."""
+        ...
+
+    async def stop_recording(self, egress_id: str) -> None: ...
+
 
 class LiveKitAdapter:
     """`LiveKitRooms` over livekit-api's Twirp client."""
@@ -143,6 +151,35 @@ class LiveKitAdapter:
         )
         async with _translated_errors("SendData", name), asyncio.timeout(self._timeout):
             await self._client.room.send_data(request)
+
+    async def update_room_metadata(self, name: LiveKitRoomName, metadata: str) -> None:
+        request = api.UpdateRoomMetadataRequest(room=name, metadata=metadata)
+        async with _translated_errors("UpdateRoomMetadata", name), asyncio.timeout(self._timeout):
+            await self._client.room.update_room_metadata(request)
+
+    async def start_audio_recording(self, name: LiveKitRoomName, filepath: str) -> str:
+        request = api.RoomCompositeEgressRequest(
+            room_name=name,
+            audio_only=True,
+            file_outputs=[
+                api.EncodedFileOutput(file_type=api.EncodedFileType.OGG, filepath=filepath)
+            ],
+        )
+        async with (
+            _translated_errors("StartRoomCompositeEgress", name),
+            asyncio.timeout(self._timeout),
+        ):
+            info = await self._client.egress.start_room_composite_egress(request)
+        return str(info.egress_id)
+
+    async def stop_recording(self, egress_id: str) -> None:
+        try:
+            async with _translated_errors("StopEgress", egress_id), asyncio.timeout(self._timeout):
+                await self._client.egress.stop_egress(api.StopEgressRequest(egress_id=egress_id))
+        except LiveKitError as err:
+            if err.code in ("not_found", "failed_precondition"):
+                return  # already over
+            raise
 
 
 class _translated_errors:

@@ -44,6 +44,12 @@ class Meeting:
     status_rev: int = 0
     status_sent_rev: int = 0
     end_notice_event_id: EventID | None = None
+    # Recording for the transcript (see bridge/recording.py for the states).
+    egress_id: str | None = None
+    recording_path: str | None = None
+    recording_started_ns: int | None = None
+    transcript_state: str = "off"
+    transcript_event_id: EventID | None = None
 
     @property
     def is_open(self) -> bool:
@@ -54,7 +60,11 @@ _INSERT_COLUMNS = (
     "id, room_id, slug, livekit_room, state, started_by, command_event_id, created_at, "
     "started_at, ended_at, ended_by, status_event_id"
 )
-_COLUMNS = _INSERT_COLUMNS + ", status_rev, status_sent_rev, end_notice_event_id"
+_COLUMNS = (
+    _INSERT_COLUMNS
+    + ", status_rev, status_sent_rev, end_notice_event_id, egress_id, recording_path, "
+    "recording_started_ns, transcript_state, transcript_event_id"
+)
 
 
 def _meeting(row: Row) -> Meeting:
@@ -74,6 +84,11 @@ def _meeting(row: Row) -> Meeting:
         status_rev=row["status_rev"],
         status_sent_rev=row["status_sent_rev"],
         end_notice_event_id=row["end_notice_event_id"],
+        egress_id=row["egress_id"],
+        recording_path=row["recording_path"],
+        recording_started_ns=row["recording_started_ns"],
+        transcript_state=row["transcript_state"],
+        transcript_event_id=row["transcript_event_id"],
     )
 
 
@@ -161,6 +176,49 @@ class MeetingStore:
     async def set_end_notice(self, meeting_id: MeetingID, event_id: EventID) -> None:
         await self._db.execute(
             "UPDATE meetings SET end_notice_event_id=$2 WHERE id=$1", meeting_id, event_id
+        )
+
+    async def set_transcript_state(
+        self, meeting_id: MeetingID, state: str, *, only_from: tuple[str, ...] = ()
+    ) -> bool:
+        """Move the transcript state (only from `only_from` states when given); True if moved."""
+        guard = ""
+        if only_from:
+            placeholders = ", ".join(f"${i}" for i in range(3, 3 + len(only_from)))
+            guard = f" AND transcript_state IN ({placeholders})"
+        moved = await self._db.fetchval(
+            f"UPDATE meetings SET transcript_state=$2 WHERE id=$1{guard} RETURNING id",
+            meeting_id,
+            state,
+            *only_from,
+        )
+        return moved is not None
+
+    async def set_egress(self, meeting_id: MeetingID, egress_id: str) -> None:
+        await self._db.execute(
+            "UPDATE meetings SET egress_id=$2, transcript_state='recording' WHERE id=$1",
+            meeting_id,
+            egress_id,
+        )
+
+    async def set_recording(self, meeting_id: MeetingID, path: str, started_ns: int) -> None:
+        await self._db.execute(
+            "UPDATE meetings SET recording_path=$2, recording_started_ns=$3, "
+            "transcript_state='recorded' WHERE id=$1 AND transcript_state='recording'",
+            meeting_id,
+            path,
+            started_ns,
+        )
+
+    async def by_egress(self, egress_id: str) -> Meeting | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_COLUMNS} FROM meetings WHERE egress_id=$1", egress_id
+        )
+        return _meeting(row) if row else None
+
+    async def set_transcript_event(self, meeting_id: MeetingID, event_id: EventID) -> None:
+        await self._db.execute(
+            "UPDATE meetings SET transcript_event_id=$2 WHERE id=$1", meeting_id, event_id
         )
 
     async def open_meetings(self) -> list[Meeting]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from livekit import api
+from livekit.protocol import egress
 from livekit.protocol.webhook import WebhookEvent
 
 from .ids import LiveKitRoomName
@@ -50,7 +51,21 @@ class ParticipantLeft:
     at_ms: int
 
 
-LiveKitEvent = RoomStarted | RoomFinished | ParticipantJoined | ParticipantLeft
+@dataclass(frozen=True)
+class EgressEnded:
+    room: LiveKitRoomName
+    egress_id: str
+    # The file is there and usable (EGRESS_COMPLETE, or EGRESS_LIMIT_REACHED: cut short).
+    usable: bool
+    filename: str
+    started_ns: int
+    error: str
+    at_ms: int
+
+
+LiveKitEvent = RoomStarted | RoomFinished | ParticipantJoined | ParticipantLeft | EgressEnded
+
+_USABLE = {egress.EgressStatus.EGRESS_COMPLETE, egress.EgressStatus.EGRESS_LIMIT_REACHED}
 
 
 class WebhookVerifier:
@@ -69,11 +84,23 @@ class WebhookVerifier:
 
 def translate(event: WebhookEvent) -> LiveKitEvent | None:
     """The domain event a webhook stands for, or None for the ones the bridge ignores."""
-    room = LiveKitRoomName(event.room.name)
+    room = LiveKitRoomName(event.room.name or event.egress_info.room_name)
     at_ms = event.created_at * 1000
     if not room:
         return None
     match event.event:
+        case "egress_ended":
+            info = event.egress_info
+            result = info.file_results[0] if info.file_results else info.file
+            return EgressEnded(
+                room=LiveKitRoomName(info.room_name),
+                egress_id=info.egress_id,
+                usable=info.status in _USABLE and bool(result.filename),
+                filename=result.location or result.filename,
+                started_ns=result.started_at or info.started_at,
+                error=info.error,
+                at_ms=at_ms,
+            )
         case "room_started":
             return RoomStarted(room, at_ms)
         case "room_finished":

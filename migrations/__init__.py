@@ -15,6 +15,7 @@ from . import (  # noqa: E402  - each registers itself on upgrade_table
     v03_room_configs,
     v04_lobby,
     v05_chat,
+    v06_transcripts,
 )
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "v03_room_configs",
     "v04_lobby",
     "v05_chat",
+    "v06_transcripts",
 ]
 
 OWNER_NAME = "visio-bridge"

@@ -148,6 +148,7 @@ class Stack:
     database: DatabaseTarget | None = None
     config_overrides: dict[str, Any] = field(default_factory=dict)
     synapse_config: dict[str, Any] = field(default_factory=dict)
+    transcriber: Any = None  # a Transcriber for the bridge's in-process worker, if any
     synapse: LocalSynapse = field(init=False)
     settings: Settings = field(init=False)
     bridge: BridgeServer | None = field(init=False, default=None)
@@ -194,6 +195,8 @@ class Stack:
         options = options or Options(retry_base_delay_ms=200, status_coalesce_s=0.3)
         if options.call_chat is None:
             options = replace(options, call_chat=self.call_chat)
+        if options.transcriber is None and self.transcriber is not None:
+            options = replace(options, transcriber=self.transcriber, job_poll_s=0.1)
         self.bridge = BridgeServer(self.settings, options)
         await self.bridge.start()
         self.livekit.webhook_url = f"{self.settings.appservice.address}/livekit/webhook"

@@ -638,6 +638,10 @@ class LiveKitDouble:
             await self._disconnect(
                 name, identity, "participant_left", proto_models.DisconnectReason.ROOM_DELETED
             )
+        # As on the real server, a room closing completes its recordings (egress_ended).
+        for info in list(self.egresses.values()):
+            if info.room_name == name and info.status in _ACTIVE_EGRESS:
+                await self._stop_egress(proto_egress.StopEgressRequest(egress_id=info.egress_id))
         room = self.rooms.pop(name)
         del self.participants[name]
         await self._emit("room_finished", room=room, room_end_reason=reason)

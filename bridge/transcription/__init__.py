@@ -3,3 +3,7 @@
 Each step is a small module. The model-free steps (attribution, rendering) are pure and come
 first; the model-backed steps (pyannote, faster-whisper) run in worker processes.
 """
+
+
+class UnusableRecording(Exception):
+    """The recording cannot be transcribed (corrupt, unreadable): retrying will not help."""
