@@ -2,7 +2,7 @@
 
 from mautrix.util.async_db import Connection, Scheme
 
-from . import upgrade_table
+from . import sequence_column, upgrade_table
 
 
 # mautrix types `register` as returning a union, which mypy cannot call as a decorator.
@@ -36,12 +36,7 @@ async def upgrade_v1(conn: Connection, scheme: Scheme) -> None:
             event_count INTEGER NOT NULL
         )"""
     )
-    # The one dialect difference: an auto-incrementing sequence number for arrival order.
-    seq = (
-        "INTEGER PRIMARY KEY AUTOINCREMENT"
-        if scheme == Scheme.SQLITE
-        else "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
-    )
+    seq = sequence_column(scheme)
     await conn.execute(
         f"""CREATE TABLE inbox (
             seq             {seq},

@@ -2,7 +2,7 @@
 
 from mautrix.util.async_db import Connection, Scheme
 
-from . import upgrade_table
+from . import sequence_column, upgrade_table
 
 
 # mautrix types `register` as returning a union, which mypy cannot call as a decorator.
@@ -21,11 +21,7 @@ async def upgrade_v5(conn: Connection, scheme: Scheme) -> None:
             PRIMARY KEY (meeting_id, livekit_sender, livekit_message_id)
         )"""
     )
-    seq = (
-        "INTEGER PRIMARY KEY AUTOINCREMENT"
-        if scheme == Scheme.SQLITE
-        else "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
-    )
+    seq = sequence_column(scheme)
     # Messages from the call are stored here first, then posted in the room in order: a
     # restart in the middle of a burst resumes where it stopped.
     await conn.execute(
