@@ -216,7 +216,12 @@ async def test_member_joins_through_the_widget(
     )
     assert claims.identity == anne.user_id and claims.name == "Anne"
     assert claims.video.room.startswith("visio-") and claims.video.room_admin
-    frame_url = urlparse(page.frames[1].url)
+    # The front end got the request; the iframe's navigation may still be finishing.
+    for _ in range(100):
+        frame_url = urlparse(page.frames[1].url)
+        if frame_url.path == "/meet":
+            break
+        await asyncio.sleep(0.1)
     assert frame_url.path == "/meet" and parse_qs(frame_url.query)["token"]
 
     await anne.send(room, "!visio end")
