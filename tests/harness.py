@@ -34,6 +34,16 @@ class DatabaseTarget:
     args: Mapping[str, Any]
 
 
+class ManualClock:
+    """A clock the test moves by hand (the `Clock` port), for retry and lease timings."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000
+
+    def now_ms(self) -> int:
+        return self.now
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

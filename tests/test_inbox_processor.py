@@ -6,20 +6,12 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
-from harness import DatabaseTarget
+from harness import DatabaseTarget, ManualClock
 from mautrix.util.async_db import Database
 
 from appservice.inbox_processor import InboxProcessor
 from bridge.inbox import InboxStore
 from migrations import OWNER_NAME, upgrade_table
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000
-
-    def now_ms(self) -> int:
-        return self.now
 
 
 @pytest.fixture

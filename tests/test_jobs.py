@@ -6,21 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from harness import DatabaseTarget
+from harness import DatabaseTarget, ManualClock
 from mautrix.util.async_db import Database
 
 from bridge.ids import EventID, MeetingID, MeetingSlug, RoomID, UserID, livekit_room_for
 from bridge.jobs import JobQueue
 from bridge.meetings import Meeting, MeetingState, MeetingStore
 from migrations import OWNER_NAME, upgrade_table
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000
-
-    def now_ms(self) -> int:
-        return self.now
 
 
 @pytest.fixture
