@@ -256,6 +256,7 @@ class ChatMirror:
                 meeting.livekit_room,
                 ParticipantIdentity(BRIDGE_IDENTITY),
                 "Tchap",
+                agent=True,
             )
 
             async def heard(message: CallMessage) -> None:

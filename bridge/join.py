@@ -53,7 +53,14 @@ def mint_token(
     display_name: str,
     *,
     room_admin: bool = False,
+    agent: bool = False,
 ) -> str:
+    """A token for one person (or, with `agent`, the bridge itself) in one room.
+
+    The bridge joins as an agent: LiveKit then neither counts it as a person nor lets it keep
+    the room alive, so `empty_timeout` and `departure_timeout` still close a room that only the
+    bridge is left in (a standard participant would hold every call open forever).
+    """
     grants = api.VideoGrants(
         room_join=True,
         room=room,
@@ -61,6 +68,7 @@ def mint_token(
         can_publish=True,
         can_subscribe=True,
         can_publish_data=True,
+        agent=agent,
     )
     token = (
         api.AccessToken(settings.api_key, settings.api_secret)
@@ -69,6 +77,8 @@ def mint_token(
         .with_grants(grants)
         .with_ttl(datetime.timedelta(seconds=settings.token_ttl_s))
     )
+    if agent:
+        token = token.with_kind("agent")
     return token.to_jwt()
 
 

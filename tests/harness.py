@@ -1,7 +1,8 @@
 """Test harness: a real Synapse with the bridge registered, the bridge, and a human on matrix-nio.
 
 Nothing here replaces the project's own code: the bridge runs through `BridgeServer`, the
-same wiring as `visio-bridge run`, against real Synapse and the LiveKit double.
+same wiring as `visio-bridge run`, against real Synapse and either the real livekit-server
+(`LocalLiveKit`, with the bridge's real rtc participant) or the LiveKit double (egress, faults).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from call_chat_double import CallChatDouble
 from livekit_double import LiveKitDouble
 
 from appservice.app import BridgeServer, Options
+from appservice.locallivekit import LocalLiveKit
 from appservice.localsynapse import LocalSynapse
 from appservice.registration import new_registration
 from appservice.settings import Settings, parse_settings
@@ -50,11 +52,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+LiveKit = LiveKitDouble | LocalLiveKit
+
+
 def bridge_config(
     *,
     synapse_port: int,
     bridge_port: int,
-    livekit: LiveKitDouble,
+    livekit: LiveKit,
     database: DatabaseTarget,
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -70,7 +75,8 @@ def bridge_config(
         "public_url": "https://visio.test",
         "database": {"url": database.url, "args": dict(database.args)},
         "livekit": {
-            "url": "wss://livekit.test",
+            # What browsers are sent to; the real server is reached on loopback as they would.
+            "url": livekit.rtc_url if isinstance(livekit, LocalLiveKit) else "wss://livekit.test",
             "api_url": livekit.url,
             "api_key": livekit.api_key,
             "api_secret": livekit.api_secret,
@@ -151,11 +157,16 @@ class Human:
 
 @dataclass
 class Stack:
-    """Synapse + bridge + LiveKit double for one test, torn down afterwards."""
+    """Synapse + bridge + LiveKit (the real server or the double) for one test, torn down after.
+
+    With the real server, the bridge joins calls with its real rtc participant, and
+    `bridge_port` must be the port the server's webhooks were configured to reach.
+    """
 
     workdir: Path
-    livekit: LiveKitDouble
+    livekit: LiveKit
     database: DatabaseTarget | None = None
+    bridge_port: int | None = None
     config_overrides: dict[str, Any] = field(default_factory=dict)
     synapse_config: dict[str, Any] = field(default_factory=dict)
     transcriber: Any = None  # a Transcriber for the bridge's in-process worker, if any
@@ -169,7 +180,7 @@ class Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.call_chat = CallChatDouble(self.livekit.api_key, self.livekit.api_secret)
         database = self.database or DatabaseTarget(f"sqlite:{self.workdir / 'bridge.db'}", {})
-        synapse_port, bridge_port = free_port(), free_port()
+        synapse_port, bridge_port = free_port(), self.bridge_port or free_port()
         config = bridge_config(
             synapse_port=synapse_port,
             bridge_port=bridge_port,
@@ -203,14 +214,24 @@ class Stack:
 
     async def start_bridge(self, options: Options | None = None) -> BridgeServer:
         options = options or Options(retry_base_delay_ms=200, status_coalesce_s=0.3)
-        if options.call_chat is None:
+        if options.call_chat is None and self.real_livekit is None:
             options = replace(options, call_chat=self.call_chat)
         if options.transcriber is None and self.transcriber is not None:
             options = replace(options, transcriber=self.transcriber, job_poll_s=0.1)
         self.bridge = BridgeServer(self.settings, options)
         await self.bridge.start()
-        self.livekit.webhook_url = f"{self.settings.appservice.address}/livekit/webhook"
+        if isinstance(self.livekit, LiveKitDouble):
+            self.livekit.webhook_url = f"{self.settings.appservice.address}/livekit/webhook"
         return self.bridge
+
+    @property
+    def real_livekit(self) -> LocalLiveKit | None:
+        return self.livekit if isinstance(self.livekit, LocalLiveKit) else None
+
+    @property
+    def double(self) -> LiveKitDouble:
+        assert isinstance(self.livekit, LiveKitDouble), "this test needs the LiveKit double"
+        return self.livekit
 
     async def stop_bridge(self) -> None:
         if self.bridge is not None:
