@@ -38,6 +38,7 @@ from bridge.ids import MeetingID, ParticipantIdentity, RoomID
 from bridge.join import JoinSettings, mint_token
 from bridge.lifecycle import matrix_user_of
 from bridge.livekit import LiveKitRooms
+from bridge.meeting_service import livekit_metadata
 from bridge.meetings import Meeting, MeetingState, MeetingStore
 
 from . import i18n
@@ -67,6 +68,7 @@ class ChatMirror:
         server_name: str,
         retry_base_ms: int = 1000,
         max_attempts: int = 8,
+        rejoin_first_delay_s: float = 0.5,
     ) -> None:
         self._meetings = meetings
         self._chat = chat
@@ -81,6 +83,7 @@ class ChatMirror:
         self._server_name = server_name
         self._retry_base_ms = retry_base_ms
         self._max_attempts = max_attempts
+        self._rejoin_first_delay_s = rejoin_first_delay_s
         self._connections: dict[MeetingID, CallConnection] = {}
         self._connecting: set[MeetingID] = set()
         self._wakeup = asyncio.Event()
@@ -263,10 +266,43 @@ class ChatMirror:
                 await self.on_call_message(meeting_id, message)
 
             self._connections[meeting_id] = await self._call_chat.join(
-                self._rtc_url, token, meeting.livekit_room, heard
+                self._rtc_url,
+                token,
+                meeting.livekit_room,
+                heard,
+                on_lost=lambda: self._lost(meeting_id),
             )
         finally:
             self._connecting.discard(meeting_id)
+
+    def _lost(self, meeting_id: MeetingID) -> None:
+        self._connections.pop(meeting_id, None)
+        task = asyncio.create_task(self._rejoin(meeting_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _rejoin(self, meeting_id: MeetingID) -> None:
+        """Come back into a call whose server went away, for as long as the meeting is live.
+
+        A LiveKit server that restarts without Redis has forgotten its rooms, while the meeting
+        goes on in Matrix and people's apps try to reconnect with their tokens: the room is made
+        again under the same name, so that the link and those tokens keep working.
+        """
+        delay = self._rejoin_first_delay_s
+        while True:
+            await asyncio.sleep(delay)
+            meeting = await self._meetings.by_id(meeting_id)
+            if meeting is None or await self._live_meeting(meeting.room_id) is None:
+                return
+            try:
+                if not await self._livekit.list_rooms([meeting.livekit_room]):
+                    await self._livekit.create_room(meeting.livekit_room, livekit_metadata(meeting))
+                    log.warning("LiveKit had lost the room of meeting %s: made again", meeting_id)
+                await self.ensure_participant(meeting_id)
+                return
+            except Exception as err:
+                log.info("Meeting %s: call not rejoined yet (%r)", meeting_id, err)
+                delay = min(delay * 2, 30.0)
 
     async def ensure_all(self) -> None:
         """(Re)connect to every live meeting: at start-up and with each reconcile pass."""

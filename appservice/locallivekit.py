@@ -30,6 +30,7 @@ import aiohttp
 import yaml
 
 __all__ = [
+    "INSTALL_HINT",
     "LIVEKIT_VERSION",
     "LiveKitNotInstalledError",
     "LiveKitStartError",
@@ -152,6 +153,9 @@ class LocalLiveKit:
         if binary is None:
             raise LiveKitNotInstalledError()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # The config holds the API secret: readable by us only.
+        self.config_path.touch(mode=0o600)
+        self.config_path.chmod(0o600)
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         began = time.monotonic()
         with self.log_path.open("ab") as log:
@@ -195,12 +199,21 @@ class LocalLiveKit:
         return f"{reason} (config {self.config_path})\n--- livekit.log (tail) ---\n{tail}"
 
     async def stop(self) -> None:
-        """SIGTERM, then SIGKILL after a grace period. Idempotent."""
+        """SIGTERM twice, then SIGKILL after a grace period. Idempotent.
+
+        livekit-server's first SIGTERM starts a drain that waits for participants to leave
+        (and, with no room at all, never ends in v1.13.5); a second signal makes it stop now,
+        closing its rooms. A throwaway server has nobody to wait for.
+        """
         process, self._process = self._process, None
         if process is None or process.returncode is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
+        for _ in range(2):
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 0.5)
+                return
         try:
             await asyncio.wait_for(process.wait(), _STOP_TIMEOUT_S)
         except TimeoutError:
@@ -211,6 +224,13 @@ class LocalLiveKit:
     async def restart(self) -> None:
         await self.stop()
         await self.start()
+
+    async def crash(self) -> None:
+        """Kill the server outright (SIGKILL), as a crash or a lost machine would."""
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
 
     async def __aenter__(self) -> Self:
         await self.start()

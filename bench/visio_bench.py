@@ -1,24 +1,36 @@
-"""Latency benchmark for visio-bridge on loopback, with a bare echo appservice and a bare
-aiohttp handler as baselines measured in the same run.
+"""Latency benchmark for visio-bridge on loopback: the real livekit-server next to the LiveKit
+double, with a bare echo appservice and a bare aiohttp handler as baselines, in the same run.
 
 What it measures (all in milliseconds):
 
-1. The bridge's own processing time for `/visio`: for each command, `processed_at -
+1. The bridge's own processing time for `!visio`: for each command, `processed_at -
    received_at` from the bridge's `inbox` table (stored -> handled, status notice sent). The
    columns hold milliseconds, so this figure has 1 ms resolution.
-2. The `/visio` -> status notice round trip through a real Synapse, seen by a matrix-nio client
-   (send, then the reply arrives on a /sync long-poll that is always in flight), next to the
-   round trip of a minimal echo appservice registered on the same Synapse, interleaved round by
-   round. Each `/visio` goes to a fresh room; the echo appservice uses one room.
+2. The `!visio` -> status notice (with the join link) round trip through a real Synapse, seen
+   by a matrix-nio client (send, then the reply arrives on a /sync long-poll that is always in
+   flight), with the bridge on the real livekit-server and on the double, next to the round
+   trip of a minimal echo appservice registered on the double's Synapse. Each `!visio` goes to
+   a fresh room; the echo appservice uses one room.
 3. The acknowledgement time of 100-event appservice transactions PUT straight to a
    `BridgeServer` whose inbox lives in a throwaway PostgreSQL schema, the same on SQLite, and a
    bare aiohttp handler that only parses the JSON, as a baseline. The inbox is drained between
    transactions (not timed), so each figure is the ack alone.
+4. A guest joining the call -> the status message edit that names them, on that /sync. Real
+   server: a guest takes a token from the join page, then the clock runs from just before its
+   WebRTC `connect()` (livekit rtc SDK) until the edit, the server's `participant_joined`
+   webhook in between; its `connect()` time is shown apart. Double: from `double.join()`, which
+   posts the same webhook. The bridge's status-edit coalescing (1 s in production) is 0 unless
+   `--coalesce` says otherwise, so the figure is the pipeline, not that wait.
 
-Everything runs in this process's event loop except Synapse (a subprocess); only 127.0.0.1 is
-used. Run from the repository root:
+Each LiveKit has its own Synapse and bridge (on SQLite); their rounds are interleaved with the
+echo's so that load from elsewhere falls on all alike. A round is a whole meeting: `!visio`, the
+guest joins and leaves, the call ends (awaited, untimed). Without the livekit-server binary,
+only the double is measured. Everything but Synapse and livekit-server (subprocesses) runs in
+this process's event loop; only 127.0.0.x is used. The run stops itself after 170 s. From the
+repository root:
 
-    .venv/bin/python bench/visio_bench.py [--rounds 30] [--txns 50] [--json out.json]
+    .venv/bin/python bench/visio_bench.py [--rounds 20] [--txns 50] [--livekit both|real|double]
+        [--coalesce 0] [--json out.json]
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import json
 import logging
 import os
 import platform
+import re
 import secrets
 import statistics
 import sys
@@ -37,11 +50,11 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlparse
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -51,13 +64,32 @@ import asyncpg  # noqa: E402
 import nio  # noqa: E402
 import yaml  # noqa: E402
 from aiohttp import web  # noqa: E402
-from harness import BOT, SERVER_NAME, DatabaseTarget, bridge_config, free_port  # noqa: E402
+from call_chat_double import CallChatDouble  # noqa: E402
+from call_people import CallPerson  # noqa: E402
+from harness import (  # noqa: E402
+    BOT,
+    SERVER_NAME,
+    DatabaseTarget,
+    LiveKit,
+    bridge_config,
+    free_port,
+)
+from livekit import api  # noqa: E402
+from livekit.protocol.models import ParticipantInfo  # noqa: E402
 from livekit_double import LiveKitDouble  # noqa: E402
 
 from appservice.app import DB, INBOX, BridgeServer, Options  # noqa: E402
+from appservice.locallivekit import (  # noqa: E402
+    INSTALL_HINT,
+    LIVEKIT_VERSION,
+    LiveKitStartError,
+    LocalLiveKit,
+    find_livekit_server,
+)
 from appservice.localsynapse import LocalSynapse  # noqa: E402
 from appservice.registration import new_registration  # noqa: E402
 from appservice.settings import Settings, parse_settings  # noqa: E402
+from bridge.chat import BRIDGE_IDENTITY  # noqa: E402
 
 POSTGRES_DSN = os.environ.get("VISIO_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 ECHO_BOT = f"@echo:{SERVER_NAME}"
@@ -82,6 +114,7 @@ SYNC_FILTER: dict[str, Any] = {
 
 Event = Mapping[str, Any]
 Predicate = Callable[[Event], bool]
+Arrival = tuple[float, Event]  # when an event arrived on /sync (ms, perf_counter), and the event
 
 
 def now_ms() -> float:
@@ -231,7 +264,7 @@ class EchoAppservice:
 class _Waiter:
     room_id: str
     predicate: Predicate
-    future: asyncio.Future[float]
+    future: asyncio.Future[Arrival]
 
 
 class SyncWatcher:
@@ -281,14 +314,14 @@ class SyncWatcher:
             if waiter.room_id == room_id and waiter.predicate(event):
                 self._waiters.remove(waiter)
                 if not waiter.future.done():
-                    waiter.future.set_result(arrived)
+                    waiter.future.set_result((arrived, event))
 
-    def expect(self, room_id: str, predicate: Predicate) -> asyncio.Future[float]:
-        """A future for the arrival time (ms, perf_counter) of the first matching event."""
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    def expect(self, room_id: str, predicate: Predicate) -> asyncio.Future[Arrival]:
+        """A future for the first matching event and its arrival time (ms, perf_counter)."""
+        future: asyncio.Future[Arrival] = asyncio.get_running_loop().create_future()
         for arrived, event in self._seen[room_id]:
             if predicate(event):
-                future.set_result(arrived)
+                future.set_result((arrived, event))
                 return future
         self._waiters.append(_Waiter(room_id, predicate, future))
         return future
@@ -318,6 +351,14 @@ def joined(user_id: str) -> Predicate:
     return predicate
 
 
+async def arrival(expected: asyncio.Future[Arrival], what: str) -> Arrival:
+    # A RuntimeError, not a TimeoutError: those mean the whole run went over its limit.
+    try:
+        return await asyncio.wait_for(expected, WAIT_S)
+    except TimeoutError:
+        raise RuntimeError(f"no {what} within {WAIT_S:.0f} s") from None
+
+
 class Person:
     """The human on matrix-nio: creates rooms, sends messages, times the replies."""
 
@@ -331,60 +372,91 @@ class Person:
             raise RuntimeError(f"room creation failed: {response}")
         return str(response.room_id)
 
-    async def wait(self, room_id: str, predicate: Predicate, what: str) -> float:
-        try:
-            return await asyncio.wait_for(self.watcher.expect(room_id, predicate), WAIT_S)
-        except TimeoutError:
-            raise RuntimeError(f"no {what} in {room_id} within {WAIT_S:.0f} s") from None
+    async def wait(self, room_id: str, predicate: Predicate, what: str) -> Arrival:
+        return await arrival(self.watcher.expect(room_id, predicate), f"{what} in {room_id}")
 
-    async def round_trip(self, room_id: str, body: str, reply: Predicate) -> tuple[str, float]:
-        """Send `body`; return its event id and the ms until a `reply` arrives on /sync."""
+    async def round_trip(
+        self, room_id: str, body: str, reply: Predicate
+    ) -> tuple[str, float, Event]:
+        """Send `body`; return its event id, the ms until a `reply` arrives on /sync, the reply."""
         await asyncio.sleep(SETTLE_S)
-        arrival = self.watcher.expect(room_id, reply)
+        reply_seen = self.watcher.expect(room_id, reply)
         began = now_ms()
         response = await self.client.room_send(
             room_id, "m.room.message", {"msgtype": "m.text", "body": body}
         )
         if not isinstance(response, nio.RoomSendResponse):
             raise RuntimeError(f"send failed: {response}")
-        try:
-            arrived = await asyncio.wait_for(arrival, WAIT_S)
-        except TimeoutError:
-            raise RuntimeError(f"no reply to {body!r} in {room_id} within {WAIT_S:.0f} s") from None
-        return str(response.event_id), arrived - began
+        arrived, event = await arrival(reply_seen, f"reply to {body!r} in {room_id}")
+        return str(response.event_id), arrived - began, event
 
 
-# -- parts 1 and 2: through Synapse ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SynapseResults:
-    processing: Summary
-    visio_rtt: Summary
-    echo_rtt: Summary
+# -- parts 1, 2 and 4: through Synapse, with each LiveKit --------------------------------
 
 
 def _starts(body: str) -> bool:
     return body.startswith("Visio démarrée par")
 
 
-async def through_synapse(workdir: Path, livekit: LiveKitDouble, rounds: int) -> SynapseResults:
-    synapse_port, bridge_port = free_port(), free_port()
+@dataclass
+class Side:
+    """One Synapse + bridge + LiveKit (the real server or the double), and Alice on it.
+
+    Each LiveKit gets its own Synapse and bridge: two bridges cannot share a homeserver (the
+    same bot user), and the real server's webhooks must reach the port its config names.
+    """
+
+    name: str  # "double" or "real"
+    livekit: LiveKit
+    settings: Settings
+    bridge: BridgeServer
+    alice: Person
+    server_api: api.LiveKitAPI | None  # the real server's API, to see the bridge's agent
+    echo_room: str | None = None  # set on the side whose Synapse also runs the echo AS
+    visio_events: list[str] = field(default_factory=list)
+    visio_rtt: list[float] = field(default_factory=list)
+    join_edit: list[float] = field(default_factory=list)
+    rtc_connect: list[float] = field(default_factory=list)
+
+
+def write_yaml(path: Path, document: Mapping[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(dict(document)))
+    return path
+
+
+async def open_side(
+    stack: contextlib.AsyncExitStack,
+    workdir: Path,
+    livekit: LiveKit,
+    bridge_port: int,
+    coalesce_s: float,
+    *,
+    with_echo: bool,
+) -> Side:
+    """Start Synapse and the bridge for `livekit`; everything stops when `stack` closes."""
+    name = "real" if isinstance(livekit, LocalLiveKit) else "double"
+    synapse_port = free_port()
     config = bridge_config(
         synapse_port=synapse_port,
         bridge_port=bridge_port,
         livekit=livekit,
         database=DatabaseTarget(f"sqlite:{workdir / 'bridge.db'}", {}),
+        # As tests/conftest.py's live_stack: the real server closes a room one second after
+        # its last guest leaves (not 20), so each round can wait for the end before the next.
+        overrides={"livekit": {"room": {"departure_timeout": 1}}},
     )
     registration = new_registration(parse_settings(config, workdir, {}, need_tokens=False))
     config["appservice"]["as_token"] = registration["as_token"]
     config["appservice"]["hs_token"] = registration["hs_token"]
     settings = parse_settings(config, workdir, {})
     homeserver_url = f"http://127.0.0.1:{synapse_port}"
-    echo = EchoAppservice(homeserver_url)
-    registration_files = [workdir / "visio.yaml", workdir / "echo.yaml"]
-    registration_files[0].write_text(yaml.safe_dump(registration))
-    registration_files[1].write_text(yaml.safe_dump(echo.registration()))
+    registration_files = [write_yaml(workdir / "visio.yaml", registration)]
+    echo = EchoAppservice(homeserver_url) if with_echo else None
+    if echo is not None:
+        registration_files.append(write_yaml(workdir / "echo.yaml", echo.registration()))
+        await echo.start()
+        stack.push_async_callback(echo.stop)
 
     synapse = LocalSynapse(
         workdir / "synapse",
@@ -394,46 +466,201 @@ async def through_synapse(workdir: Path, livekit: LiveKitDouble, rounds: int) ->
         # One room per round: lift Synapse's room-creation limit (LocalSynapse lifts the others).
         extra_config={"rc_room_creation": {"per_second": 10_000, "burst_count": 100_000}},
     )
-    async with contextlib.AsyncExitStack() as stack:
-        await echo.start()
-        stack.push_async_callback(echo.stop)
-        await synapse.start()
-        stack.push_async_callback(synapse.stop)
+    await synapse.start()
+    stack.push_async_callback(synapse.stop)
+    if echo is not None:
         await echo.register_sender()
-        bridge = BridgeServer(settings, Options())
-        await bridge.start()
-        stack.push_async_callback(bridge.stop)
 
-        user = await synapse.register_user("alice", admin=False, displayname="Alice")
-        client = nio.AsyncClient(homeserver_url, user.user_id)
-        client.restore_login(user.user_id, user.device_id, user.access_token)
-        stack.push_async_callback(client.close)
-        watcher = SyncWatcher(client)
-        await watcher.start()
-        stack.push_async_callback(watcher.stop)
-        alice = Person(client, watcher)
+    # The status edit is normally held back `coalesce_s` (1 s in production) to merge a burst
+    # of joins into one edit; that wait is a constant, so the bench sets it small to see the
+    # rest. With the double, the bridge's own call participant is the tests' stand-in (the
+    # double speaks no WebRTC); with the real server it is the real rtc participant.
+    options = Options(status_coalesce_s=coalesce_s)
+    server_api: api.LiveKitAPI | None = None
+    if isinstance(livekit, LiveKitDouble):
+        options = replace(options, call_chat=CallChatDouble(livekit.api_key, livekit.api_secret))
+        livekit.webhook_url = f"{settings.appservice.address}/livekit/webhook"
+    else:
+        server_api = api.LiveKitAPI(livekit.url, livekit.api_key, livekit.api_secret)
+        stack.push_async_callback(server_api.aclose)
+    bridge = BridgeServer(settings, options)
+    await bridge.start()
+    stack.push_async_callback(bridge.stop)
 
-        echo_room = await alice.create_room("echo bench", ECHO_BOT)
-        await alice.wait(echo_room, joined(ECHO_BOT), "echo bot join")
+    user = await synapse.register_user("alice", admin=False, displayname="Alice")
+    client = nio.AsyncClient(homeserver_url, user.user_id)
+    client.restore_login(user.user_id, user.device_id, user.access_token)
+    stack.push_async_callback(client.close)
+    watcher = SyncWatcher(client)
+    await watcher.start()
+    stack.push_async_callback(watcher.stop)
+    side = Side(name, livekit, settings, bridge, Person(client, watcher), server_api)
+    if echo is not None:
+        side.echo_room = await side.alice.create_room("echo bench", ECHO_BOT)
+        await side.alice.wait(side.echo_room, joined(ECHO_BOT), "echo bot join")
+    return side
 
-        visio_events: list[str] = []
-        visio_rtt: list[float] = []
-        echo_rtt: list[float] = []
-        for index in range(WARMUP_ROUNDS + rounds):
-            room = await alice.create_room(f"visio bench {index}", BOT)
-            await alice.wait(room, notice_from(BOT), "bridge hello")
-            event_id, visio_ms = await alice.round_trip(room, "/visio", notice_from(BOT, _starts))
-            nonce = f"{index}-{secrets.token_hex(4)}"
-            _, echo_ms = await alice.round_trip(
-                echo_room, f"!echo {nonce}", notice_from(ECHO_BOT, nonce.__eq__)
-            )
-            if index >= WARMUP_ROUNDS:
-                visio_events.append(event_id)
-                visio_rtt.append(visio_ms)
-                echo_rtt.append(echo_ms)
 
-        processing = await _processing_times(bridge, visio_events)
-    return SynapseResults(Summary.of(processing), Summary.of(visio_rtt), Summary.of(echo_rtt))
+def status_edit(status_id: str, wanted: str) -> Predicate:
+    """The bot's edit of the status message `status_id` whose new text contains `wanted`."""
+
+    def predicate(event: Event) -> bool:
+        content = event.get("content") or {}
+        relation = content.get("m.relates_to") or {}
+        return (
+            event.get("sender") == BOT
+            and relation.get("rel_type") == "m.replace"
+            and relation.get("event_id") == status_id
+            and wanted in str((content.get("m.new_content") or {}).get("body", ""))
+        )
+
+    return predicate
+
+
+async def meeting_round(side: Side, index: int, timed: bool) -> None:
+    """`!visio` in a fresh room, a guest joins the call and leaves, the call ends.
+
+    Timed: `!visio` -> the notice with the link, and the guest's join -> the status edit that
+    names them. The end of the call is awaited untimed, so that no round's call outlives it.
+    """
+    alice = side.alice
+    room = await alice.create_room(f"visio bench {side.name} {index}", BOT)
+    await alice.wait(room, notice_from(BOT), "bridge hello")
+    event_id, visio_ms, status = await alice.round_trip(room, "!visio", notice_from(BOT, _starts))
+    found = re.search(r"/m/([a-z]{3}-[a-z]{4}-[a-z]{3})", str(status["content"]["body"]))
+    if found is None:
+        raise RuntimeError(f"no join link in the status notice: {status['content']['body']!r}")
+    slug, status_id = found.group(1), str(status["event_id"])
+    lk_room = f"visio-{slug}"
+    guest = f"Zoé {index:02d}"
+    shows_guest = side.alice.watcher.expect(room, status_edit(status_id, guest))
+    ended = side.alice.watcher.expect(room, status_edit(status_id, "Visio terminée"))
+    if isinstance(side.livekit, LiveKitDouble):
+        join_ms, connect_ms = await _double_guest(side.livekit, lk_room, guest, shows_guest)
+        await side.livekit.finish_room(lk_room)
+    else:
+        join_ms, connect_ms = await _real_guest(side, slug, lk_room, guest, index, shows_guest)
+    await arrival(ended, f"end of the call in {room}")
+    if timed:
+        side.visio_events.append(event_id)
+        side.visio_rtt.append(visio_ms)
+        side.join_edit.append(join_ms)
+        if connect_ms is not None:
+            side.rtc_connect.append(connect_ms)
+
+
+async def _double_guest(
+    double: LiveKitDouble, lk_room: str, guest: str, shows_guest: asyncio.Future[Arrival]
+) -> tuple[float, None]:
+    """`double.join` (it returns once the bridge has answered the webhook) -> status edit."""
+    identity = f"guest-{secrets.token_hex(4)}"
+    await asyncio.sleep(SETTLE_S)
+    began = now_ms()
+    await double.join(lk_room, identity, guest)
+    arrived, _ = await arrival(shows_guest, f"status edit naming {guest}")
+    await double.leave(lk_room, identity)
+    return arrived - began, None
+
+
+async def _real_guest(
+    side: Side,
+    slug: str,
+    lk_room: str,
+    guest: str,
+    index: int,
+    shows_guest: asyncio.Future[Arrival],
+) -> tuple[float, float]:
+    """A guest with a join-page token connects over WebRTC -> status edit; then leaves.
+
+    Timed from just before `connect()`: the server sends participant_joined once the guest's
+    peer connection is up, which may be before or after `connect()` returns, so the rtc
+    connect time is kept apart rather than subtracted.
+    """
+    await _bridge_agent_active(side, lk_room)
+    token = await join_page_token(side.settings, slug, guest, index)
+    await asyncio.sleep(SETTLE_S)
+    person = CallPerson()
+    began = now_ms()
+    try:
+        await person.join(side.settings.livekit.url, token)
+        connected = now_ms()
+        arrived, _ = await arrival(shows_guest, f"status edit naming {guest}")
+    finally:
+        await person.leave()
+    return arrived - began, connected - began
+
+
+async def _bridge_agent_active(side: Side, lk_room: str) -> None:
+    """Wait (untimed) until the bridge's own participant is in the call, as a guest finds it.
+
+    It connects in the background after `!visio`; a guest joining meanwhile would time the
+    bridge's WebRTC set-up too.
+    """
+    assert side.server_api is not None
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        listing = await side.server_api.room.list_participants(
+            api.ListParticipantsRequest(room=lk_room)
+        )
+        if any(
+            p.identity == BRIDGE_IDENTITY and p.state == ParticipantInfo.State.ACTIVE
+            for p in listing.participants
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the bridge's participant never became active in {lk_room}")
+        await asyncio.sleep(0.02)
+
+
+async def join_page_token(settings: Settings, slug: str, name: str, index: int) -> str:
+    """What a guest's browser gets from the join page: the token in the front end's URL.
+
+    Each guest posts from its own loopback address (127.0.0.2, .3, ...): the page allows an
+    address 10 joins then 30 a minute, which one address would exhaust over 20 rounds.
+    """
+    page = f"{settings.appservice.address}/m/{slug}"
+    source = f"127.0.0.{2 + index % 250}"
+    connector = aiohttp.TCPConnector(local_addr=(source, 0))
+    timeout = aiohttp.ClientTimeout(total=WAIT_S)
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+        session.post(page, data={"name": name}, allow_redirects=False) as response,
+    ):
+        if response.status != 303:
+            raise RuntimeError(f"join page answered {response.status}: {await response.text()}")
+        location = response.headers["Location"]
+    return parse_qs(urlparse(location).query)["token"][0]
+
+
+async def through_synapse(sides: Sequence[Side], rounds: int) -> dict[str, Summary]:
+    """Interleaved rounds: a meeting on each side, then an `!echo` on the echo side.
+
+    Round by round, so that load from elsewhere on the machine falls on all of them alike;
+    the sides take turns going first.
+    """
+    echo_side = next(side for side in sides if side.echo_room is not None)
+    assert echo_side.echo_room is not None
+    echo_rtt: list[float] = []
+    for index in range(WARMUP_ROUNDS + rounds):
+        timed = index >= WARMUP_ROUNDS
+        for side in sides if index % 2 == 0 else list(reversed(sides)):
+            await meeting_round(side, index, timed)
+        nonce = f"{index}-{secrets.token_hex(4)}"
+        _, echo_ms, _ = await echo_side.alice.round_trip(
+            echo_side.echo_room, f"!echo {nonce}", notice_from(ECHO_BOT, nonce.__eq__)
+        )
+        if timed:
+            echo_rtt.append(echo_ms)
+
+    results = {"echo_round_trip": Summary.of(echo_rtt)}
+    for side in sides:
+        processing = await _processing_times(side.bridge, side.visio_events)
+        results[f"visio_processing_{side.name}"] = Summary.of(processing)
+        results[f"visio_round_trip_{side.name}"] = Summary.of(side.visio_rtt)
+        results[f"join_edit_{side.name}"] = Summary.of(side.join_edit)
+        if side.rtc_connect:
+            results[f"rtc_connect_{side.name}"] = Summary.of(side.rtc_connect)
+    return results
 
 
 async def _processing_times(bridge: BridgeServer, event_ids: Sequence[str]) -> list[float]:
@@ -579,38 +806,60 @@ async def postgres_schema(dsn: str) -> AsyncIterator[DatabaseTarget]:
 
 
 ROWS: tuple[tuple[str, str], ...] = (
-    ("visio_processing", "/visio processing in bridge (inbox stored->done)"),
-    ("visio_round_trip", "/visio -> notice round trip via Synapse (bridge)"),
-    ("echo_round_trip", "!echo -> notice round trip via Synapse (echo AS)"),
+    ("visio_processing_double", "!visio processing in bridge (inbox stored->done), double"),
+    ("visio_processing_real", "!visio processing in bridge (inbox stored->done), real"),
+    ("visio_round_trip_double", "!visio -> link notice via Synapse, LiveKit double"),
+    ("visio_round_trip_real", "!visio -> link notice via Synapse, real livekit-server"),
+    ("echo_round_trip", "!echo -> notice via Synapse (echo AS)"),
+    ("join_edit_double", "guest joins -> status edit, double (double.join)"),
+    ("join_edit_real", "guest joins -> status edit, real (rtc connect)"),
+    ("rtc_connect_real", "  guest's rtc connect() alone, real"),
     ("ack_postgres", "100-event txn ack, bridge on PostgreSQL"),
     ("ack_sqlite", "100-event txn ack, bridge on SQLite"),
     ("ack_bare", "100-event txn ack, bare aiohttp (parse JSON, {})"),
 )
-RATIOS: tuple[tuple[str, str, str], ...] = (
-    ("bridge/echo round trip", "visio_round_trip", "echo_round_trip"),
-    ("PostgreSQL ack/bare ack", "ack_postgres", "ack_bare"),
-    ("SQLite ack/bare ack", "ack_sqlite", "ack_bare"),
-)
+
+
+def ratios(results: Mapping[str, Summary], meta: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """The ratios whose two figures this run measured."""
+    echo_side = meta["echo_side"]
+    wanted = [
+        ("real/double !visio round trip", "visio_round_trip_real", "visio_round_trip_double"),
+        ("real/double join -> edit", "join_edit_real", "join_edit_double"),
+        (
+            f"bridge/echo round trip ({echo_side})",
+            f"visio_round_trip_{echo_side}",
+            "echo_round_trip",
+        ),
+        ("PostgreSQL ack/bare ack", "ack_postgres", "ack_bare"),
+        ("SQLite ack/bare ack", "ack_sqlite", "ack_bare"),
+    ]
+    return [(name, top, bottom) for name, top, bottom in wanted if {top, bottom} <= results.keys()]
 
 
 def render(results: Mapping[str, Summary], meta: Mapping[str, Any]) -> str:
-    width = max(len(label) for _, label in ROWS)
+    rows = [(key, label) for key, label in ROWS if key in results]
+    width = max(len(label) for _, label in rows)
+    load = meta["load_before"], meta["load_after"]
     lines = [
         f"visio-bridge latency, loopback, {meta['cpus']} CPUs, Synapse {meta['synapse']}, "
-        f"{meta['rounds']} rounds (+{WARMUP_ROUNDS} warm-up), {meta['txns']} txns "
-        f"(+{WARMUP_TXNS} warm-up)",
-        f"{'measurement':<{width}}  {'n':>3}  {'median':>9}  {'p95':>9}  {'min':>9}  {'max':>9}",
+        f"LiveKit: {meta['livekit']}, {meta['rounds']} rounds (+{WARMUP_ROUNDS} warm-up), "
+        f"{meta['txns']} txns (+{WARMUP_TXNS} warm-up)",
+        f"status edit coalescing {meta['status_coalesce_s']:g} s (production: 1 s); "
+        f"load average (1 min) {load[0]:.2f} before, {load[1]:.2f} after",
+        f"{'measurement':<{width}}  {'n':>3}  "
+        + "  ".join(f"{column:>10}" for column in ("median", "p95", "min", "max")),
     ]
-    for key, label in ROWS:
+    for key, label in rows:
         s = results[key]
         lines.append(
-            f"{label:<{width}}  {s.n:>3}  {s.median:>6.2f} ms  {s.p95:>6.2f} ms  "
-            f"{s.min:>6.2f} ms  {s.max:>6.2f} ms"
+            f"{label:<{width}}  {s.n:>3}  {s.median:>7.2f} ms  {s.p95:>7.2f} ms  "
+            f"{s.min:>7.2f} ms  {s.max:>7.2f} ms"
         )
     lines.append("ratios (median; p95):")
-    for name, top, bottom in RATIOS:
+    for name, top, bottom in ratios(results, meta):
         median, p95 = ratio(results, top, bottom)
-        lines.append(f"  {name:<24} {median:>6.2f}x ; {p95:>6.2f}x")
+        lines.append(f"  {name:<32} {median:>6.2f}x ; {p95:>6.2f}x")
     return "\n".join(lines)
 
 
@@ -628,16 +877,78 @@ def ratio_json(results: Mapping[str, Summary], top: str, bottom: str) -> dict[st
 
 # -- main --------------------------------------------------------------------------------
 
+SERVER_START_ATTEMPTS = 3
 
-async def run(args: argparse.Namespace) -> tuple[dict[str, Summary], dict[str, Any]]:
+
+async def start_real_server(
+    stack: contextlib.AsyncExitStack, workdir: Path, bridge_port: int
+) -> LocalLiveKit:
+    """livekit-server with webhooks to `bridge_port`, on fresh ports if its first ones are taken.
+
+    LocalLiveKit picks ports free on 127.0.0.1, but the server listens for rtc TCP on every
+    address, where another process (tests running alongside) may hold the same port.
+    """
+    for attempt in range(1, SERVER_START_ATTEMPTS + 1):
+        server = LocalLiveKit(
+            workdir / f"livekit-{attempt}",
+            webhook_urls=[f"http://127.0.0.1:{bridge_port}/livekit/webhook"],
+        )
+        try:
+            await server.start()
+        except LiveKitStartError as err:
+            if "address already in use" not in str(err) or attempt == SERVER_START_ATTEMPTS:
+                raise
+            continue
+        stack.push_async_callback(server.stop)
+        return server
+    raise AssertionError("unreachable")
+
+
+def which_livekit(asked: str) -> str:
+    """The LiveKit(s) to measure: the real server only where it is installed."""
+    if asked != "double" and find_livekit_server() is None:
+        print(f"livekit-server is not installed ({INSTALL_HINT}): measuring the double only")
+        return "double"
+    return asked
+
+
+async def run(args: argparse.Namespace, mode: str) -> tuple[dict[str, Summary], dict[str, Any]]:
     results: dict[str, Summary] = {}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="visio-bench-") as tmp:
         workdir = Path(tmp)
+        async with contextlib.AsyncExitStack() as stack:
+            # The double also stands in for LiveKit in part 3's bridges, which never call it.
+            double = await stack.enter_async_context(LiveKitDouble())
+            sides: list[Side] = []
+            if mode in ("both", "double"):
+                sides.append(
+                    await open_side(
+                        stack,
+                        workdir / "double",
+                        double,
+                        free_port(),
+                        args.coalesce,
+                        with_echo=True,
+                    )
+                )
+            if mode in ("both", "real"):
+                # The server's webhooks go to the bridge's port, so it is chosen first.
+                bridge_port = free_port()
+                server = await start_real_server(stack, workdir, bridge_port)
+                sides.append(
+                    await open_side(
+                        stack,
+                        workdir / "real",
+                        server,
+                        bridge_port,
+                        args.coalesce,
+                        with_echo=not sides,
+                    )
+                )
+            results.update(await through_synapse(sides, args.rounds))
+            echo_side = next(side.name for side in sides if side.echo_room is not None)
         async with LiveKitDouble() as livekit:
-            through = await through_synapse(workdir, livekit, args.rounds)
-            results["visio_processing"] = through.processing
-            results["visio_round_trip"] = through.visio_rtt
-            results["echo_round_trip"] = through.echo_rtt
             async with postgres_schema(args.postgres) as database:
                 results["ack_postgres"] = Summary.of(
                     await bridge_acks(workdir, livekit, database, "pg", args.txns)
@@ -651,7 +962,13 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Summary], dict[str, A
         "rounds": args.rounds,
         "txns": args.txns,
         "events_per_txn": EVENTS_PER_TXN,
+        "livekit": {"both": "real and double", "real": "real", "double": "double"}[mode]
+        + (f" (livekit-server {LIVEKIT_VERSION})" if mode != "double" else ""),
+        "echo_side": echo_side,
+        "status_coalesce_s": args.coalesce,
         "cpus": os.cpu_count(),
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
         "python": platform.python_version(),
         "synapse": metadata.version("matrix-synapse"),
         "e2e_bridge_database": "sqlite",
@@ -661,26 +978,49 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Summary], dict[str, A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=30, help="/visio and !echo rounds")
+    parser.add_argument("--rounds", type=int, default=20, help="meeting and !echo rounds")
     parser.add_argument("--txns", type=int, default=50, help="timed transactions per target")
+    parser.add_argument(
+        "--livekit",
+        choices=("both", "real", "double"),
+        default="both",
+        help="which LiveKit the meetings run on (real: the livekit-server binary)",
+    )
+    parser.add_argument(
+        "--coalesce",
+        type=float,
+        default=0.0,
+        help="the bridge's status-edit coalescing delay in seconds (production: 1)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here as JSON")
     parser.add_argument("--postgres", default=POSTGRES_DSN, help="PostgreSQL DSN (local)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
     args = parser.parse_args()
     if args.rounds < 1 or args.txns < 1:
         parser.error("--rounds and --txns must be at least 1")
+    if args.coalesce < 0:
+        parser.error("--coalesce must not be negative")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    if not args.verbose:
+        # The rtc SDK logs each of a guest's data channels closing, at ERROR, when it leaves.
+        logging.getLogger("livekit").setLevel(logging.CRITICAL)
 
     began = time.monotonic()
+    mode = which_livekit(args.livekit)
 
     async def bounded() -> tuple[dict[str, Summary], dict[str, Any]]:
         async with asyncio.timeout(OVERALL_LIMIT_S):
-            return await run(args)
+            return await run(args, mode)
 
-    results, meta = asyncio.run(bounded())
+    try:
+        results, meta = asyncio.run(bounded())
+    except TimeoutError:
+        if time.monotonic() - began < OVERALL_LIMIT_S:
+            raise
+        sys.exit(f"stopped after {OVERALL_LIMIT_S:.0f} s: try fewer --rounds or --txns")
     meta["wall_s"] = round(time.monotonic() - began, 1)
     print(render(results, meta))
     print(f"wall time {meta['wall_s']:.1f} s")
@@ -688,7 +1028,10 @@ def main() -> None:
         document = {
             "meta": meta,
             "results": {key: summary.as_json() for key, summary in results.items()},
-            "ratios": {name: ratio_json(results, top, bottom) for name, top, bottom in RATIOS},
+            "ratios": {
+                name: ratio_json(results, top, bottom)
+                for name, top, bottom in ratios(results, meta)
+            },
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
 

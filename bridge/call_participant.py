@@ -1,8 +1,17 @@
 """The bridge's participant in a call, over the `livekit` rtc SDK: it reads the call's chat.
 
-Kept thin: connect with a token, turn both chat protocols into `CallMessage`s, leave. The
-bridging logic lives behind the `CallChat` port and is tested with a double; this adapter needs
-a real LiveKit server (WebRTC), which the tests only reach to check it fails clearly.
+Kept thin: connect with a token, turn both chat protocols into `CallMessage`s, report a lost
+connection, leave. The bridging logic lives behind the `CallChat` port (`appservice/chat_mirror`).
+
+Two facts of the real server shape this adapter (livekit-server 1.13, livekit rtc 1.2):
+- The server announces participants who publish nothing (a guest with camera and microphone
+  off) in batches, up to a few seconds after they joined, but relays their chat at once. The SDK
+  then hands over a legacy data packet with no sender at all, and a text stream from an identity
+  it cannot name. So the sender's identity is kept from the raw event, and delivery waits (a
+  bounded while, in order per sender) until the server has said who that is.
+- When the server goes away, the SDK retries on its own, then gives up with a reason. Only a
+  connection lost that way is reported; a room the server closed or deleted is the end of the
+  meeting, which the webhooks and the reconciler already handle.
 """
 
 from __future__ import annotations
@@ -10,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .chat import (
     CHAT_STREAM_TOPIC,
@@ -23,72 +34,146 @@ from .ids import LiveKitRoomName
 
 log = logging.getLogger(__name__)
 
+# How long a message waits for the server to announce its sender before going out under the
+# sender's identity instead of their name (the server batches announcements every few seconds).
+SENDER_WAIT_S = 8.0
+
+OnLost = Callable[[], None]
+
 
 class CallJoinFailed(Exception):
     pass
 
 
 class _RtcConnection:
-    def __init__(self, room: object) -> None:
+    def __init__(self, room: Any) -> None:
         self._room = room
+        self.leaving = False
 
     async def leave(self) -> None:
-        await self._room.disconnect()  # type: ignore[attr-defined]
+        self.leaving = True
+        await self._room.disconnect()
+
+
+def _chat_room_class() -> type[Any]:
+    """An `rtc.Room` that remembers who sent the data packet being delivered.
+
+    The SDK resolves a packet's sender among the participants it knows and drops the identity
+    when it knows none; the identity is in the raw event, read here just before.
+    """
+    from livekit import rtc
+
+    class ChatRoom(rtc.Room):
+        data_sender = ""
+
+        def _on_room_event(self, event: Any) -> None:
+            if event.WhichOneof("message") == "data_packet_received":
+                self.data_sender = event.data_packet_received.participant_identity
+            super()._on_room_event(event)
+
+    return ChatRoom
 
 
 class LiveKitCallChat:
     """`CallChat` over livekit.rtc (imported lazily: it loads a native library)."""
 
-    def __init__(self, connect_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self, connect_timeout_s: float = 15.0, sender_wait_s: float = SENDER_WAIT_S
+    ) -> None:
         self._connect_timeout_s = connect_timeout_s
+        self._sender_wait_s = sender_wait_s
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def join(
-        self, url: str, token: str, room: LiveKitRoomName, on_message: OnCallMessage
+        self,
+        url: str,
+        token: str,
+        room: LiveKitRoomName,
+        on_message: OnCallMessage,
+        on_lost: OnLost | None = None,
     ) -> _RtcConnection:
         from livekit import rtc
 
-        call = rtc.Room()
+        call = _chat_room_class()()
+        connection = _RtcConnection(call)
+        announced: dict[str, asyncio.Event] = {}
+        in_order: dict[str, asyncio.Lock] = {}
 
-        async def forward(message: CallMessage) -> None:
-            try:
-                await on_message(message)
-            except Exception:
-                log.exception("Chat message %s from %s not handled", message.id, room)
+        def announcement(identity: str) -> asyncio.Event:
+            event = announced.setdefault(identity, asyncio.Event())
+            if identity in call.remote_participants:
+                event.set()
+            return event
 
-        def deliver(message: CallMessage) -> None:
-            task = asyncio.create_task(forward(message))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        async def name_of(identity: str) -> str:
+            event = announcement(identity)
+            if not event.is_set():
+                try:
+                    async with asyncio.timeout(self._sender_wait_s):
+                        await event.wait()
+                except TimeoutError:
+                    log.info("Sender %s of a chat message in %s never announced", identity, room)
+            sender = call.remote_participants.get(identity)
+            return str(sender.name) if sender is not None and sender.name else identity
 
-        @call.on("data_received")
+        async def deliver(identity: str, build: Callable[[str], CallMessage | None]) -> None:
+            # One lock per sender: a message waiting for its sender's name keeps the next one
+            # from that sender behind it.
+            async with in_order.setdefault(identity, asyncio.Lock()):
+                message = build(await name_of(identity))
+                if message is None:
+                    return
+                try:
+                    await on_message(message)
+                except Exception:
+                    log.exception("Chat message %s from %s not handled", message.id, room)
+
+        def on_participant(participant: rtc.RemoteParticipant) -> None:
+            announcement(participant.identity).set()
+
         def on_data(packet: rtc.DataPacket) -> None:
-            if packet.topic != LEGACY_CHAT_TOPIC or packet.participant is None:
+            if packet.topic != LEGACY_CHAT_TOPIC:
                 return
-            sender = packet.participant
-            message = parse_legacy_packet(packet.data, sender.identity, sender.name)
-            if message is not None:
-                deliver(message)
+            identity = packet.participant.identity if packet.participant else call.data_sender
+            if not identity:
+                return  # sent by the server itself (SendData): the bridge's own relay
+            payload = packet.data
+            self._spawn(
+                deliver(identity, lambda name: parse_legacy_packet(payload, identity, name))
+            )
 
         async def read_stream(reader: rtc.TextStreamReader, identity: str) -> None:
             text = (await reader.read_all())[:MAX_CHAT_CHARS]
-            sender = call.remote_participants.get(identity)
             info = reader.info
-            deliver(
-                CallMessage(
-                    id=info.stream_id,
-                    sender_identity=identity,
-                    sender_name=sender.name if sender else identity,
-                    text=text,
-                    timestamp_ms=int(info.timestamp) or int(time.time() * 1000),
-                )
+            timestamp = int(info.timestamp) or int(time.time() * 1000)
+            await deliver(
+                identity,
+                lambda name: CallMessage(info.stream_id, identity, name, text, timestamp),
             )
 
         def on_stream(reader: rtc.TextStreamReader, identity: str) -> None:
-            task = asyncio.create_task(read_stream(reader, identity))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(read_stream(reader, identity))
 
+        def on_disconnected(reason: int) -> None:
+            ended = {
+                rtc.DisconnectReason.ROOM_DELETED,
+                rtc.DisconnectReason.ROOM_CLOSED,
+                rtc.DisconnectReason.CLIENT_INITIATED,
+            }
+            if connection.leaving or reason in ended:
+                return
+            log.warning("Bridge participant lost LiveKit room %s (reason %s)", room, reason)
+            if on_lost is not None:
+                on_lost()
+
+        call.on("participant_connected", on_participant)
+        call.on("data_received", on_data)
+        call.on("disconnected", on_disconnected)
         call.register_text_stream_handler(CHAT_STREAM_TOPIC, on_stream)
         try:
             async with asyncio.timeout(self._connect_timeout_s):
@@ -96,4 +181,4 @@ class LiveKitCallChat:
         except Exception as err:
             raise CallJoinFailed(f"could not join LiveKit room {room} at {url}: {err!r}") from err
         log.info("Bridge participant joined LiveKit room %s", room)
-        return _RtcConnection(call)
+        return connection

@@ -93,10 +93,19 @@ OnCallMessage = Callable[[CallMessage], Awaitable[None]]
 
 
 class CallChat(Protocol):
-    """Joins a call as the bridge's participant and reports the chat it sees."""
+    """Joins a call as the bridge's participant and reports the chat it sees.
+
+    `on_lost` is called when the connection is lost for good (the server went away), not when
+    the bridge leaves or the server closes the room.
+    """
 
     async def join(
-        self, url: str, token: str, room: LiveKitRoomName, on_message: OnCallMessage
+        self,
+        url: str,
+        token: str,
+        room: LiveKitRoomName,
+        on_message: OnCallMessage,
+        on_lost: Callable[[], None] | None = None,
     ) -> CallConnection: ...
 
 

@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 _SLUG_ATTEMPTS = 3
 
 
+def livekit_metadata(meeting: Meeting) -> str:
+    """What the LiveKit room carries about its meeting (read by the call page and the bridge)."""
+    return json.dumps({"matrix_room_id": meeting.room_id, "slug": meeting.slug})
+
+
 class NoOpenMeeting(Exception):
     pass
 
@@ -105,7 +110,7 @@ class MeetingService:
     async def _ensure_live(self, meeting: Meeting, max_participants: int) -> Meeting:
         if meeting.state is not MeetingState.REQUESTED:
             return meeting
-        metadata = json.dumps({"matrix_room_id": meeting.room_id, "slug": meeting.slug})
+        metadata = livekit_metadata(meeting)
         try:
             await self._livekit.create_room(meeting.livekit_room, metadata, max_participants)
         except LiveKitError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from livekit.api import TokenVerifier
@@ -36,7 +37,14 @@ class CallChatDouble:
     left: list[str] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
-    async def join(self, url: str, token: str, room: str, on_message: OnCallMessage) -> _Connection:
+    async def join(
+        self,
+        url: str,
+        token: str,
+        room: str,
+        on_message: OnCallMessage,
+        on_lost: Callable[[], None] | None = None,
+    ) -> _Connection:
         claims = TokenVerifier(self.api_key, self.api_secret).verify(token)
         assert claims.video is not None and claims.video.room == room and claims.video.room_join
         self.joined[room] = on_message

@@ -1,4 +1,4 @@
-"""The operator's commands: `visio-bridge generate-registration` and `check-config`."""
+"""The operator's commands: `generate-registration`, `check-config`, and the demo's set-up."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import require_livekit_server
+from livekit import api
 
 from appservice.cli import main
+from appservice.demo import LIVEKIT_API_KEY, demo_livekit, prepare_demo
 
 CONFIG: dict[str, Any] = {
     "homeserver": {"address": "https://matrix.example.org", "domain": "example.org"},
@@ -153,3 +156,67 @@ def test_generate_registration_refuses_a_broken_config(
     assert exited.value.code == 1
     assert not output.exists()
     assert "mapping" in capsys.readouterr().err
+
+
+def test_demo_config_has_a_livekit_key_pair_and_webhooks(tmp_path: Path) -> None:
+    setup = prepare_demo(tmp_path / "demo")
+    livekit = setup.settings.livekit
+    assert livekit.api_key == LIVEKIT_API_KEY
+    assert len(livekit.api_secret.encode()) >= 32  # a real livekit-server refuses less
+    assert stat.S_IMODE((tmp_path / "demo" / "config.yaml").stat().st_mode) == 0o600
+    server = demo_livekit(setup)
+    assert server is not None
+    assert server.rtc_url == livekit.url
+    config = server.config()
+    assert config["keys"] == {livekit.api_key: livekit.api_secret}
+    assert config["room"]["auto_create"] is False
+    bridge_port = setup.settings.appservice.port
+    assert config["webhook"] == {
+        "api_key": livekit.api_key,
+        "urls": [f"http://127.0.0.1:{bridge_port}/livekit/webhook"],
+    }
+    # The next run reuses the same key pair and port.
+    assert prepare_demo(tmp_path / "demo").settings.livekit == livekit
+
+
+def test_demo_folder_made_for_livekit_dev_gets_a_real_key_pair(tmp_path: Path) -> None:
+    prepare_demo(tmp_path)
+    config_path = tmp_path / "config.yaml"
+    old = yaml.safe_load(config_path.read_text())
+    old["livekit"] = {"url": "ws://127.0.0.1:7880", "api_key": "devkey", "api_secret": "secret"}
+    config_path.write_text(yaml.safe_dump(old))
+    livekit = prepare_demo(tmp_path).settings.livekit
+    assert livekit.api_key == LIVEKIT_API_KEY
+    assert len(livekit.api_secret.encode()) >= 32
+    assert livekit.url != "ws://127.0.0.1:7880"
+    upgraded = yaml.safe_load(config_path.read_text())
+    assert upgraded["livekit"]["api_secret"] == livekit.api_secret
+    assert {k: v for k, v in upgraded.items() if k != "livekit"} == {
+        k: v for k, v in old.items() if k != "livekit"
+    }
+
+
+def test_demo_keeps_a_livekit_the_user_chose(tmp_path: Path) -> None:
+    prepare_demo(tmp_path)
+    config_path = tmp_path / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["livekit"] = {"url": "wss://lk.example.org", "api_key": "devkey", "api_secret": "secret"}
+    config_path.write_text(yaml.safe_dump(config))
+    setup = prepare_demo(tmp_path)
+    assert yaml.safe_load(config_path.read_text()) == config
+    assert demo_livekit(setup) is None
+
+
+async def test_demo_livekit_starts_and_answers(tmp_path: Path) -> None:
+    require_livekit_server()
+    setup = prepare_demo(tmp_path / "demo")
+    server = demo_livekit(setup)
+    assert server is not None
+    livekit = setup.settings.livekit
+    async with (
+        server,
+        api.LiveKitAPI(livekit.api_url, livekit.api_key, livekit.api_secret) as client,
+    ):
+        # Signed with the demo's key pair, on the demo's port: the bridge's own way in.
+        response = await client.room.list_rooms(api.ListRoomsRequest())
+    assert list(response.rooms) == []
