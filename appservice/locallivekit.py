@@ -70,9 +70,13 @@ def find_livekit_server() -> Path | None:
 
 
 def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    """A port the kernel says is free on 127.0.0.1 now (TCP or UDP)."""
+    """A port the kernel says is free on every address now (TCP or UDP).
+
+    Free on all addresses, not only 127.0.0.1: livekit-server binds its media ports on all of
+    them (only its candidates are limited to loopback).
+    """
     with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("", 0))
         return int(sock.getsockname()[1])
 
 

@@ -5,10 +5,11 @@ connection, leave. The bridging logic lives behind the `CallChat` port (`appserv
 
 Two facts of the real server shape this adapter (livekit-server 1.13, livekit rtc 1.2):
 - The server announces participants who publish nothing (a guest with camera and microphone
-  off) in batches, up to a few seconds after they joined, but relays their chat at once. The SDK
-  then hands over a legacy data packet with no sender at all, and a text stream from an identity
-  it cannot name. So the sender's identity is kept from the raw event, and delivery waits (a
-  bounded while, in order per sender) until the server has said who that is.
+  off) in batches, up to ~3 s after they joined, but relays their chat at once. The SDK then
+  hands over a text stream from an identity it cannot name yet, so delivery waits (a bounded
+  while, in order per sender) until the server has said who that is. A legacy data packet in
+  that window comes with no sender at all (the SDK's native layer drops it): it cannot be
+  attributed and is not mirrored. Current LiveKit apps send text streams, which are.
 - When the server goes away, the SDK retries on its own, then gives up with a reason. Only a
   connection lost that way is reported; a room the server closed or deleted is the end of the
   meeting, which the webhooks and the reconciler already handle.
@@ -55,25 +56,6 @@ class _RtcConnection:
         await self._room.disconnect()
 
 
-def _chat_room_class() -> type[Any]:
-    """An `rtc.Room` that remembers who sent the data packet being delivered.
-
-    The SDK resolves a packet's sender among the participants it knows and drops the identity
-    when it knows none; the identity is in the raw event, read here just before.
-    """
-    from livekit import rtc
-
-    class ChatRoom(rtc.Room):
-        data_sender = ""
-
-        def _on_room_event(self, event: Any) -> None:
-            if event.WhichOneof("message") == "data_packet_received":
-                self.data_sender = event.data_packet_received.participant_identity
-            super()._on_room_event(event)
-
-    return ChatRoom
-
-
 class LiveKitCallChat:
     """`CallChat` over livekit.rtc (imported lazily: it loads a native library)."""
 
@@ -99,7 +81,7 @@ class LiveKitCallChat:
     ) -> _RtcConnection:
         from livekit import rtc
 
-        call = _chat_room_class()()
+        call = rtc.Room()
         connection = _RtcConnection(call)
         announced: dict[str, asyncio.Event] = {}
         in_order: dict[str, asyncio.Lock] = {}
@@ -139,10 +121,12 @@ class LiveKitCallChat:
         def on_data(packet: rtc.DataPacket) -> None:
             if packet.topic != LEGACY_CHAT_TOPIC:
                 return
-            identity = packet.participant.identity if packet.participant else call.data_sender
-            if not identity:
-                return  # sent by the server itself (SendData): the bridge's own relay
-            payload = packet.data
+            if packet.participant is None:
+                # The server itself (SendData: the bridge's own relay), or a legacy-only app
+                # in its first seconds, whose identity the rtc SDK does not pass on.
+                log.info("Legacy chat packet with no known sender in %s not mirrored", room)
+                return
+            identity, payload = packet.participant.identity, packet.data
             self._spawn(
                 deliver(identity, lambda name: parse_legacy_packet(payload, identity, name))
             )

@@ -22,6 +22,10 @@ from pathlib import Path
 import numpy as np
 from livekit import rtc
 
+# Everyone who joined, so that a test's teardown disconnects them before the server stops
+# (otherwise their SDKs keep retrying against a dead server, noisily).
+_everyone: list[CallPerson] = []
+
 CHAT_STREAM = "lk.chat"
 LEGACY_CHAT = "lk-chat-topic"
 SAMPLE_RATE = 48_000
@@ -48,6 +52,7 @@ class CallPerson:
     async def join(self, url: str, token: str) -> CallPerson:
         self.room.on("data_received", self._on_data)
         self.room.register_text_stream_handler(CHAT_STREAM, self._on_stream)
+        _everyone.append(self)
         await self.room.connect(url, token)
         self.identity = self.room.local_participant.identity
         return self
@@ -143,3 +148,10 @@ def spoken(sentence: str, path: Path, *, voice: str = "fr") -> np.ndarray:
     )
     with wave.open(str(path)) as audio:
         return np.frombuffer(audio.readframes(audio.getnframes()), dtype=np.int16)
+
+
+async def leave_everyone() -> None:
+    while _everyone:
+        person = _everyone.pop()
+        if person.connected:
+            await person.leave()

@@ -19,6 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from call_people import leave_everyone
 from harness import DatabaseTarget, Stack, free_port
 from livekit_double import LiveKitDouble
 
@@ -90,4 +91,7 @@ async def live_stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     )
     stack = Stack(tmp_path, server, bridge_port=bridge_port, config_overrides=overrides)
     async with server, stack as running:
-        yield running
+        try:
+            yield running
+        finally:
+            await leave_everyone()

@@ -241,7 +241,7 @@ async def test_the_bridge_participant_comes_back_after_livekit_crashes_and_resta
         await asyncio.sleep(0.1)
     yann = await join_as_guest(live_stack, slug, "Yann")
     await bridge_in_call(yann)
-    await yann.say_legacy("toujours là ?")
+    await yann.say("toujours là ?")
     await wait_room_text(alice, room, lambda e: e["content"]["body"] == "toujours là ?")
     shown = await wait_status(alice, room, status["event_id"], "1 participant :")
     assert "Yann" in shown
