@@ -89,7 +89,7 @@ async def test_visio_makes_exactly_one_room_on_the_server_even_under_20_parallel
     await asyncio.gather(*(alice.send(room, "!visio") for _ in range(20)))
     [status] = await alice.wait_for(room, lambda e: "Visio démarrée par" in e["content"]["body"])
     # Every other command answered with the same link, and the server holds one room.
-    await alice.wait_for(room, lambda e: "/m/" in e["content"]["body"], count=20)
+    await alice.wait_for(room, lambda e: "/m/" in e["content"]["body"], count=20, timeout=60)
     slug = re.search(r"/m/([a-z-]+)", status["content"]["body"])
     assert slug
     assert await server_rooms(live_stack) == [f"visio-{slug.group(1)}"]

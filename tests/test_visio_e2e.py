@@ -162,7 +162,7 @@ async def test_twenty_parallel_visio_make_one_livekit_room(stack: Stack) -> None
     stack.livekit.delay = 0.05  # keep CreateRoom in flight while the others arrive
     await asyncio.gather(*(alice.send(room, "!visio") for _ in range(20)))
     answers = await alice.wait_for(
-        room, lambda e: "rejoindre" in e["content"]["body"], count=20, timeout=30
+        room, lambda e: "rejoindre" in e["content"]["body"], count=20, timeout=60
     )
     assert len({_slug(answer) for answer in answers}) == 1
     assert len([a for a in answers if _starts(a)]) == 1
