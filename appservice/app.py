@@ -228,6 +228,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
         )
         chat_mirror = ChatMirror(
             meeting_store,
+            meetings,
             ChatStore(db),
             app[LIVEKIT],
             options.call_chat or LiveKitCallChat(),
@@ -250,6 +251,13 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
         )
         recording_keeper = RecordingKeeper(meeting_store, recordings, app[MATRIX], room_settings)
         observers = ObserverGroup(status, widgets, chat_mirror, recording_keeper)
+
+        async def settings_changed(room_id: str) -> None:
+            meeting = await meeting_store.open_in_room(RoomID(room_id))
+            if meeting is not None:
+                observers.meeting_changed(meeting.id)
+
+        room_settings.notify_changes_to(settings_changed)
         lifecycle = MeetingLifecycle(
             db, meeting_store, participant_store, app[LIVEKIT], clock, observers, recordings
         )

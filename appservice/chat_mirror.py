@@ -38,7 +38,7 @@ from bridge.ids import MeetingID, ParticipantIdentity, RoomID
 from bridge.join import JoinSettings, mint_token
 from bridge.lifecycle import matrix_user_of
 from bridge.livekit import LiveKitRooms
-from bridge.meeting_service import livekit_metadata
+from bridge.meeting_service import MeetingService
 from bridge.meetings import Meeting, MeetingState, MeetingStore
 
 from . import i18n
@@ -55,6 +55,7 @@ class ChatMirror:
     def __init__(
         self,
         meetings: MeetingStore,
+        meeting_service: MeetingService,
         chat: ChatStore,
         livekit: LiveKitRooms,
         call_chat: CallChat,
@@ -71,6 +72,7 @@ class ChatMirror:
         rejoin_first_delay_s: float = 0.5,
     ) -> None:
         self._meetings = meetings
+        self._meeting_service = meeting_service
         self._chat = chat
         self._livekit = livekit
         self._call_chat = call_chat
@@ -282,12 +284,8 @@ class ChatMirror:
         task.add_done_callback(self._tasks.discard)
 
     async def _rejoin(self, meeting_id: MeetingID) -> None:
-        """Come back into a call whose server went away, for as long as the meeting is live.
-
-        A LiveKit server that restarts without Redis has forgotten its rooms, while the meeting
-        goes on in Matrix and people's apps try to reconnect with their tokens: the room is made
-        again under the same name, so that the link and those tokens keep working.
-        """
+        """Come back into a call whose server went away, for as long as the meeting is live
+        (the server may also have forgotten the room: it is made again first)."""
         delay = self._rejoin_first_delay_s
         while True:
             await asyncio.sleep(delay)
@@ -295,9 +293,8 @@ class ChatMirror:
             if meeting is None or await self._live_meeting(meeting.room_id) is None:
                 return
             try:
-                if not await self._livekit.list_rooms([meeting.livekit_room]):
-                    await self._livekit.create_room(meeting.livekit_room, livekit_metadata(meeting))
-                    log.warning("LiveKit had lost the room of meeting %s: made again", meeting_id)
+                config = await self._room_settings.effective(meeting.room_id)
+                await self._meeting_service.restore_room(meeting, config.max_participants)
                 await self.ensure_participant(meeting_id)
                 return
             except Exception as err:

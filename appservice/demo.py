@@ -15,7 +15,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,13 @@ from urllib.parse import urlsplit
 import yaml
 
 from .app import BridgeServer
-from .locallivekit import INSTALL_HINT, LiveKitStartError, LocalLiveKit, find_livekit_server
+from .locallivekit import (
+    INSTALL_HINT,
+    LiveKitStartError,
+    LocalLiveKit,
+    find_livekit_server,
+)
+from .localports import free_port
 from .localsynapse import LocalSynapse
 from .registration import new_registration
 from .settings import Settings, load_settings
@@ -35,12 +40,6 @@ SERVER_NAME = "localhost"
 LIVEKIT_API_KEY = "visio-demo"
 # What earlier demo folders were given: livekit-server --dev's port and built-in key pair.
 _DEV_DEFAULT = ("ws://127.0.0.1:7880", "devkey", "secret")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _livekit_section(port: int) -> dict[str, str]:
@@ -90,7 +89,7 @@ def _upgrade_dev_key_pair(config_path: Path) -> None:
     if (livekit.get("url"), livekit.get("api_key"), livekit.get("api_secret")) != _DEV_DEFAULT:
         return
     # A new port too: the `livekit-server --dev` the old README suggested may still hold 7880.
-    livekit.update(_livekit_section(_free_port()))
+    livekit.update(_livekit_section(free_port()))
     _write_private(config_path, yaml.safe_dump(config))
 
 
@@ -110,7 +109,7 @@ def prepare_demo(workdir: Path) -> DemoSetup:
     if config_path.exists():
         _upgrade_dev_key_pair(config_path)
     else:
-        config = demo_config(_free_port(), _free_port(), _free_port())
+        config = demo_config(free_port(), free_port(), free_port())
         _write_private(config_path, yaml.safe_dump(config))
     registration_path = workdir / "registration.yaml"
     if not registration_path.exists():

@@ -29,6 +29,8 @@ from typing import Any, Self
 import aiohttp
 import yaml
 
+from .localports import free_port
+
 __all__ = [
     "INSTALL_HINT",
     "LIVEKIT_VERSION",
@@ -67,17 +69,6 @@ def find_livekit_server() -> Path | None:
         return installed
     on_path = shutil.which("livekit-server")
     return Path(on_path) if on_path else None
-
-
-def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    """A port the kernel says is free on every address now (TCP or UDP).
-
-    Free on all addresses, not only 127.0.0.1: livekit-server binds its media ports on all of
-    them (only its candidates are limited to loopback).
-    """
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
 
 
 class LocalLiveKit:

@@ -23,7 +23,6 @@ import importlib.util
 import pathlib
 import secrets
 import signal
-import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,8 @@ from typing import Any, Self
 
 import aiohttp
 import yaml
+
+from .localports import free_port
 
 __all__ = [
     "LocalSynapse",
@@ -75,18 +76,6 @@ class RegisteredUser:
     access_token: str
     password: str
     device_id: str
-
-
-def _free_port() -> int:
-    """Ask the kernel for a free TCP port on 127.0.0.1.
-
-    The socket is closed before Synapse binds the port, so another process
-    could grab it in between; that race is acceptable for a throwaway server.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -292,7 +281,7 @@ class LocalSynapse:
             raise SynapseNotInstalledError()
         began = time.monotonic()
         if self._requested_port is None:
-            self._port = _free_port()
+            self._port = free_port()
         self._write_files()
 
         # Console output goes to a file rather than a pipe: nobody reads the

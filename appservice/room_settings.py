@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,12 @@ class RoomSettings:
         self._policy = policy
         self._clock = clock
         self._cache: dict[str, RoomConfig] = {}
+        self._on_changed: Callable[[str], Awaitable[None]] | None = None
+
+    def notify_changes_to(self, on_changed: Callable[[str], Awaitable[None]]) -> None:
+        """Call `on_changed(room_id)` once new settings are in force (a live meeting follows
+        them at once: the chat participant leaves or joins, the widget appears)."""
+        self._on_changed = on_changed
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -167,6 +173,8 @@ class RoomSettings:
         await self._store.put(RoomID(room_id), dict(content or {}), event_id, self._clock.now_ms())
         self._cache[room_id] = config
         log.info("Visio settings of %s changed by %s: %s", room_id, sender, config)
+        if self._on_changed is not None:
+            await self._on_changed(room_id)
         if not by_bot:
             await self._matrix.react(room_id, event_id, ACCEPTED, txn_id=txn_id_for(event_id, "ok"))
         for warning in self._policy_warnings(config, self.apply_policy(config).language):

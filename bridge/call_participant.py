@@ -66,10 +66,11 @@ class LiveKitCallChat:
         self._sender_wait_s = sender_wait_s
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def join(
         self,
@@ -84,7 +85,23 @@ class LiveKitCallChat:
         call = rtc.Room()
         connection = _RtcConnection(call)
         announced: dict[str, asyncio.Event] = {}
-        in_order: dict[str, asyncio.Lock] = {}
+        # Each sender's messages are handled one after the other, in the order they arrived
+        # (a stream still being read, or waiting for its sender's name, holds the next back).
+        last_of: dict[str, asyncio.Future[None]] = {}
+
+        def in_turn(identity: str, work: Awaitable[None]) -> None:
+            previous = last_of.get(identity)
+
+            async def after_previous() -> None:
+                if previous is not None:
+                    await asyncio.wait([previous])
+                await work
+
+            task = self._spawn(after_previous())
+            last_of[identity] = task
+            task.add_done_callback(
+                lambda done: last_of.pop(identity) if last_of.get(identity) is done else None
+            )
 
         def announcement(identity: str) -> asyncio.Event:
             event = announced.setdefault(identity, asyncio.Event())
@@ -104,16 +121,13 @@ class LiveKitCallChat:
             return str(sender.name) if sender is not None and sender.name else identity
 
         async def deliver(identity: str, build: Callable[[str], CallMessage | None]) -> None:
-            # One lock per sender: a message waiting for its sender's name keeps the next one
-            # from that sender behind it.
-            async with in_order.setdefault(identity, asyncio.Lock()):
-                message = build(await name_of(identity))
-                if message is None:
-                    return
-                try:
-                    await on_message(message)
-                except Exception:
-                    log.exception("Chat message %s from %s not handled", message.id, room)
+            message = build(await name_of(identity))
+            if message is None:
+                return
+            try:
+                await on_message(message)
+            except Exception:
+                log.exception("Chat message %s from %s not handled", message.id, room)
 
         def on_participant(participant: rtc.RemoteParticipant) -> None:
             announcement(participant.identity).set()
@@ -122,13 +136,19 @@ class LiveKitCallChat:
             if packet.topic != LEGACY_CHAT_TOPIC:
                 return
             if packet.participant is None:
-                # The server itself (SendData: the bridge's own relay), or a legacy-only app
-                # in its first seconds, whose identity the rtc SDK does not pass on.
-                log.info("Legacy chat packet with no known sender in %s not mirrored", room)
+                # Either the server itself (SendData: the bridge's own relay of the room, whose
+                # ids are Matrix event ids), or a legacy-only app in its first seconds, whose
+                # identity the rtc SDK does not pass on: that one is lost, and said so.
+                relayed = parse_legacy_packet(packet.data, "", "")
+                if relayed is not None and not relayed.id.startswith("$"):
+                    log.warning(
+                        "Chat message %s in %s has no known sender: not mirrored", relayed.id, room
+                    )
                 return
             identity, payload = packet.participant.identity, packet.data
-            self._spawn(
-                deliver(identity, lambda name: parse_legacy_packet(payload, identity, name))
+            in_turn(
+                identity,
+                deliver(identity, lambda name: parse_legacy_packet(payload, identity, name)),
             )
 
         async def read_stream(reader: rtc.TextStreamReader, identity: str) -> None:
@@ -141,7 +161,7 @@ class LiveKitCallChat:
             )
 
         def on_stream(reader: rtc.TextStreamReader, identity: str) -> None:
-            self._spawn(read_stream(reader, identity))
+            in_turn(identity, read_stream(reader, identity))
 
         def on_disconnected(reason: int) -> None:
             ended = {

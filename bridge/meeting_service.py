@@ -107,6 +107,21 @@ class MeetingService:
                 )
         raise RuntimeError(f"could not claim a meeting slug for {room_id}")
 
+    async def restore_room(self, meeting: Meeting, max_participants: int = 0) -> bool:
+        """Make a live meeting's LiveKit room again if the server has lost it; True if it had.
+
+        A LiveKit server restarted without Redis forgets its rooms while the meeting goes on in
+        Matrix and people's apps reconnect with their tokens: the same name, metadata and cap
+        let the link and those tokens work again. Raises `LiveKitError` while LiveKit is away.
+        """
+        if await self._livekit.list_rooms([meeting.livekit_room]):
+            return False
+        await self._livekit.create_room(
+            meeting.livekit_room, livekit_metadata(meeting), max_participants
+        )
+        log.warning("LiveKit had lost the room of meeting %s: made again", meeting.id)
+        return True
+
     async def _ensure_live(self, meeting: Meeting, max_participants: int) -> Meeting:
         if meeting.state is not MeetingState.REQUESTED:
             return meeting

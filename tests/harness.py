@@ -8,7 +8,6 @@ same wiring as `visio-bridge run`, against real Synapse and either the real live
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -22,6 +21,7 @@ from livekit_double import LiveKitDouble
 
 from appservice.app import BridgeServer, Options
 from appservice.locallivekit import LocalLiveKit
+from appservice.localports import free_port
 from appservice.localsynapse import LocalSynapse
 from appservice.registration import new_registration
 from appservice.settings import Settings, parse_settings
@@ -44,12 +44,6 @@ class ManualClock:
 
     def now_ms(self) -> int:
         return self.now
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 LiveKit = LiveKitDouble | LocalLiveKit

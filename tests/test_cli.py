@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import require_livekit_server
+from live_calls import require_livekit_server
 from livekit import api
 
 from appservice.cli import main

@@ -7,6 +7,7 @@ lists and masquerading); matrix-nio with end-to-end encryption plays the person.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import aiohttp
 import nio
 import pytest
 from harness import BOT, Stack
+from live_calls import bridge_in_call, join_as_guest, running_live_stack
 from livekit_double import LiveKitDouble
 
 from appservice.app import CHAT, CRYPTO, Options
@@ -50,6 +52,14 @@ def _encrypting_stack(tmp_path: Path, livekit: LiveKitDouble) -> Stack:
 @pytest.fixture
 async def e2ee_stack(tmp_path: Path, livekit: LiveKitDouble) -> AsyncIterator[Stack]:
     async with _encrypting_stack(tmp_path, livekit) as running:
+        yield running
+
+
+@pytest.fixture
+async def e2ee_live_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """Encryption on, with the real livekit-server and the bridge's real call participant."""
+    overrides = {"encryption": {"enabled": True}}
+    async with running_live_stack(tmp_path, overrides, synapse_config=SYNAPSE_E2EE) as running:
         yield running
 
 
@@ -180,9 +190,9 @@ async def test_restart_keeps_the_device_and_a_wiped_store_gets_a_new_one(
 
 
 async def test_settings_chat_and_plain_rooms_with_encryption_on(
-    e2ee_stack: Stack, tmp_path: Path
+    e2ee_live_stack: Stack, tmp_path: Path
 ) -> None:
-    stack = e2ee_stack
+    stack = e2ee_live_stack
     alice = await EncryptedPerson.create(stack, "alice", "Alice", tmp_path / "alice-store")
     try:
         room = await _encrypted_room(alice)
@@ -192,22 +202,17 @@ async def test_settings_chat_and_plain_rooms_with_encryption_on(
         await alice.send(room, "!visio")
         started = await alice.wait_for_bot("Video call started by Alice")
         assert started.decrypted
+        slug = re.search(r"/m/([a-z-]+)", started.body)
+        assert slug
         # The chat mirror: a guest in the call speaks through a ghost, encrypted too.
-        lk_room = next(iter(stack.livekit.rooms))
-        for _ in range(100):
-            if lk_room in stack.call_chat.joined:
-                break
-            await asyncio.sleep(0.05)
-        await stack.call_chat.say(lk_room, "guest-9", "Zoé (guest)", "bonjour de la visio")
+        zoe = await join_as_guest(stack, slug.group(1), "Zoé")
+        await bridge_in_call(zoe)
+        await zoe.say("bonjour de la visio")
         relayed = await alice.wait_for_any("bonjour de la visio")
-        assert relayed.decrypted and relayed.sender == stack.app[CHAT].ghost_for("guest-9")
+        assert relayed.decrypted and relayed.sender == stack.app[CHAT].ghost_for(zoe.identity)
         # Room → call: Alice's encrypted message is read and mirrored.
         await alice.send(room, "merci")
-        for _ in range(100):
-            if any(b"merci" in sent.payload for sent in stack.livekit.sent_data):
-                break
-            await asyncio.sleep(0.1)
-        assert any(b"Alice: merci" in sent.payload for sent in stack.livekit.sent_data)
+        await zoe.wait_heard(lambda line: line.text == "Alice: merci")
     finally:
         await alice.client.close()
     # Unencrypted rooms work as before.

@@ -1,4 +1,9 @@
-"""The status message follows the call: LiveKit webhooks, coalesced edits, reconcile, restarts."""
+"""The status message under what the real server cannot be made to do, on the LiveKit double.
+
+Forged, replayed, out-of-order and lost webhooks, and a burst of 30 joins (30 WebRTC clients
+would be a load test on CI's 2 cores). The ordinary path (the server's own webhooks, its
+timeouts, restarts) is in `test_real_livekit_lifecycle.py`, on livekit-server itself.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from harness import Human, Stack
 from livekit.protocol import models
 from livekit.protocol.webhook import WebhookEvent
 
-from appservice.app import DB, LIFECYCLE, Options
+from appservice.app import DB, LIFECYCLE
 
 pytestmark = pytest.mark.synapse
 
@@ -54,17 +59,6 @@ async def _live_meeting(stack: Stack) -> tuple[Human, str, dict[str, Any], str]:
     return alice, room, status, f"visio-{slug.group(1)}"
 
 
-async def test_joins_and_leaves_edit_the_status_message(stack: Stack) -> None:
-    alice, room, status, lk_room = await _live_meeting(stack)
-    await stack.livekit.join(lk_room, alice.user_id, "Alice")
-    await stack.livekit.join(lk_room, "guest-1a2b", "Zoé (invitée)")
-    shown = await _wait_status(alice, room, status["event_id"], "2 participants")
-    assert "Alice, Zoé (invitée)" in shown and "rejoindre : https://visio.test/m/" in shown
-    await stack.livekit.leave(lk_room, "guest-1a2b")
-    shown = await _wait_status(alice, room, status["event_id"], "1 participant :")
-    assert "Zoé" not in shown
-
-
 async def test_a_burst_of_joins_gives_a_handful_of_edits_ending_on_the_truth(stack: Stack) -> None:
     alice, room, status, lk_room = await _live_meeting(stack)
     for n in range(30):
@@ -75,25 +69,6 @@ async def test_a_burst_of_joins_gives_a_handful_of_edits_ending_on_the_truth(sta
     assert 1 <= len(edits) <= 5, len(edits)
     assert edits[-1]["content"]["m.new_content"]["body"] == shown
     assert "Invité 00, Invité 01, Invité 02, Invité 03, Invité 04 +25 autres" in shown
-
-
-async def test_room_finished_ends_the_meeting_with_one_notice(stack: Stack) -> None:
-    alice, room, status, lk_room = await _live_meeting(stack)
-    await stack.livekit.join(lk_room, alice.user_id, "Alice")
-    await stack.livekit.join(lk_room, "guest-1", "Zoé")
-    await stack.livekit.finish_room(lk_room)
-    shown = await _wait_status(alice, room, status["event_id"], "Visio terminée")
-    assert shown == "Visio terminée — moins d'une minute, 2 participants."
-    [notice] = await alice.wait_for(
-        room, lambda e: e["content"].get("m.relates_to", {}).get("m.in_reply_to") is not None
-    )
-    assert notice["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == status["event_id"]
-    assert notice["content"]["body"].endswith(
-        "Visio terminée — moins d'une minute, 2 participants."
-    )
-    # The room is free for the next meeting.
-    await alice.send(room, "!visio status")
-    await alice.wait_for(room, lambda e: e["content"]["body"].startswith("Aucune visio en cours"))
 
 
 async def test_forged_and_replayed_webhooks(stack: Stack) -> None:
@@ -161,24 +136,3 @@ async def test_reconciler_repairs_the_participant_list(stack: Stack) -> None:
     report = await stack.app[LIFECYCLE].reconcile()
     assert report.repaired_participants == 2
     await _wait_status(alice, room, status["event_id"], "2 participants")
-
-
-async def test_restart_while_the_call_moves_on(stack: Stack) -> None:
-    alice, room, status, lk_room = await _live_meeting(stack)
-    await stack.livekit.join(lk_room, alice.user_id, "Alice")
-    await _wait_status(alice, room, status["event_id"], "1 participant")
-    await stack.stop_bridge()
-    # While the bridge is down, people come and go and the room closes; webhooks fail.
-    await stack.livekit.join(lk_room, "guest-1", "Zoé")
-    await stack.livekit.finish_room(lk_room)
-    assert all(code == 0 for _, code in stack.livekit.webhooks_sent[-4:])
-    await stack.start_bridge(Options(status_coalesce_s=0.3, reconcile_interval_s=3600))
-    shown = await _wait_status(alice, room, status["event_id"], "Visio terminée")
-    assert shown.startswith("Visio terminée — ")
-    await alice.wait_for(room, lambda e: "m.in_reply_to" in e["content"].get("m.relates_to", {}))
-    # Another restart posts nothing new.
-    notices_before = len(await alice.bot_notices(room))
-    await stack.stop_bridge()
-    await stack.start_bridge()
-    await asyncio.sleep(1.5)
-    assert len(await alice.bot_notices(room)) == notices_before

@@ -9,6 +9,7 @@ import nio
 import pytest
 from harness import BOT, Human, Stack
 
+from appservice.widgets import WIDGET_EVENT, WIDGET_ID
 from bridge.room_config import ROOM_CONFIG_EVENT
 
 pytestmark = pytest.mark.synapse
@@ -223,3 +224,31 @@ async def test_settings_survive_a_restart(stack: Stack) -> None:
     await bob.wait_for(
         room, lambda e: "Starting a video call in this room needs" in e["content"]["body"]
     )
+
+
+async def test_settings_changed_during_a_call_apply_to_it_at_once(stack: Stack) -> None:
+    """Turning the widget on while a call runs shows it now, not at the next join or leave."""
+    alice = await stack.human("alice", "Alice")
+    room = await stack.room_with_bot(alice)
+    levels = await alice.client.room_get_state_event(room, "m.room.power_levels")
+    assert isinstance(levels, nio.RoomGetStateEventResponse)
+    await alice.client.room_put_state(
+        room,
+        "m.room.power_levels",
+        {**levels.content, "users": {**levels.content["users"], BOT: 50}},
+    )
+    await alice.send(room, "!visio")
+    await alice.wait_for(room, lambda e: "Visio démarrée par" in e["content"]["body"])
+
+    async def widget() -> dict[str, Any]:
+        response = await alice.client.room_get_state_event(room, WIDGET_EVENT, WIDGET_ID)
+        return dict(response.content) if isinstance(response, nio.RoomGetStateEventResponse) else {}
+
+    assert await widget() == {}
+    for wanted, present in (("on", True), ("off", False)):
+        await alice.client.room_put_state(room, ROOM_CONFIG_EVENT, {"widget": wanted})
+        for _ in range(100):
+            if bool(await widget()) is present:
+                break
+            await asyncio.sleep(0.1)
+        assert bool(await widget()) is present, f"widget {wanted} not applied during the call"
