@@ -130,6 +130,9 @@ class LocalLiveKit:
                 "enable_loopback_candidate": True,
                 "interfaces": {"includes": ["lo"]},
                 "ips": {"includes": ["127.0.0.1/32"]},
+                # Without STUN servers of its own, LiveKit hands every client Google's; a
+                # loopback one keeps clients from asking anyone outside this machine.
+                "stun_servers": [f"127.0.0.1:{self.rtc_udp_port}"],
             },
             # Only the bridge creates rooms, as in production.
             "room": {"auto_create": False},
