@@ -32,9 +32,10 @@ async def test_visio_makes_exactly_one_room_on_the_server_even_under_20_parallel
 ) -> None:
     alice = await live_stack.human("alice", "Alice")
     room = await live_stack.room_with_bot(alice)
-    await asyncio.gather(*(alice.send(room, "!visio") for _ in range(20)))
+    # Synapse now and then makes one event of two identical parallel sends: one answer each.
+    commands = set(await asyncio.gather(*(alice.send(room, "!visio") for _ in range(20))))
     answers = await alice.wait_for(
-        room, lambda e: "/m/" in e["content"]["body"], count=20, timeout=60
+        room, lambda e: "/m/" in e["content"]["body"], count=len(commands), timeout=30
     )
     slugs = {re.search(r"/m/([a-z-]+)", a["content"]["body"]).group(1) for a in answers}  # type: ignore[union-attr]
     assert len(slugs) == 1

@@ -160,9 +160,11 @@ async def test_twenty_parallel_visio_make_one_livekit_room(stack: Stack) -> None
     alice = await stack.human("alice", "Alice")
     room = await stack.room_with_bot(alice)
     stack.livekit.delay = 0.05  # keep CreateRoom in flight while the others arrive
-    await asyncio.gather(*(alice.send(room, "!visio") for _ in range(20)))
+    # Synapse now and then answers two identical parallel sends with one event (about one run
+    # in five here): the bridge answers each event the homeserver really has.
+    commands = set(await asyncio.gather(*(alice.send(room, "!visio") for _ in range(20))))
     answers = await alice.wait_for(
-        room, lambda e: "rejoindre" in e["content"]["body"], count=20, timeout=60
+        room, lambda e: "rejoindre" in e["content"]["body"], count=len(commands), timeout=30
     )
     assert len({_slug(answer) for answer in answers}) == 1
     assert len([a for a in answers if _starts(a)]) == 1
