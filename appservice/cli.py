@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .settings import ConfigError, Settings, load_settings
+from appservice.settings import ConfigError, Settings, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "transcribe-worker":
         settings = _load_or_exit(args.config)
         _configure_logging(settings.log_level)
-        from .worker_process import run_worker
+        from appservice.worker_process import run_worker
 
         return asyncio.run(run_worker(settings))
     if args.command == "demo":
-        from .demo import prepare_demo, run_demo
+        from appservice.demo import prepare_demo, run_demo
 
         return asyncio.run(run_demo(prepare_demo(args.dir)))
     return 2
@@ -75,7 +75,7 @@ def _load_or_exit(path: Path, *, need_tokens: bool = True) -> Settings:
 
 
 def _generate_registration(config: Path, output: Path, *, force: bool) -> int:
-    from .registration import new_registration
+    from appservice.registration import new_registration
 
     settings = _load_or_exit(config, need_tokens=False)
     if output.exists() and not force:
@@ -110,7 +110,7 @@ def _configure_logging(level: str) -> None:
 
 
 async def _run_until_signal(settings: Settings) -> None:
-    from .app import BridgeServer
+    from appservice.app import BridgeServer
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,23 +7,12 @@ by `visio`. Parsing is pure: it sees the message content and the bot's identity,
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-
-class Action(enum.Enum):
-    START = "start"
-    END = "end"
-    STATUS = "status"
-    HELP = "help"
-    CONFIG = "config"
-    TRANSCRIPT = "transcript"
-    UNKNOWN = "unknown"
-
+from bridge.commands import Action, Command
 
 # French and English words for each subcommand; the help text shows the English ones.
 _ACTIONS: Mapping[str, Action] = {
@@ -53,13 +42,6 @@ _PREFIXED = re.compile(r"^(?:/{1,2}|!)visio(?:\s+(?P<rest>.*))?$", re.IGNORECASE
 _AFTER_MENTION = re.compile(r"^[\s:,]*visio\b(?:\s+(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
 _LEADING_LINK = re.compile(r"""^\s*<a\s+href=["'](?P<href>[^"']+)["']""", re.IGNORECASE)
 MAX_COMMAND_LENGTH = 1000
-
-
-@dataclass(frozen=True)
-class Command:
-    action: Action
-    argument: str = ""  # the subcommand word as typed, for "unknown command" answers
-    args: tuple[str, ...] = ()  # the words after the subcommand
 
 
 def parse_command(

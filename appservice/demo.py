@@ -22,17 +22,17 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .app import BridgeServer
-from .locallivekit import (
+from appservice.app import BridgeServer
+from appservice.local.livekit import (
     INSTALL_HINT,
     LiveKitStartError,
     LocalLiveKit,
     find_livekit_server,
 )
-from .localports import free_port
-from .localsynapse import LocalSynapse
-from .registration import new_registration
-from .settings import Settings, load_settings
+from appservice.local.ports import free_port
+from appservice.local.synapse import LocalSynapse
+from appservice.registration import new_registration
+from appservice.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 

@@ -12,16 +12,15 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from appservice.command_parser import parse_command
+from appservice.encryption import EndToBridgeEncryption, Undecryptable
+from appservice.settings import Settings
+from bridge.commands import CommandContext, VisioCommands
 from bridge.ids import EventID, RoomID, UserID
-from bridge.room_config import ROOM_CONFIG_EVENT
-
-from .command_parser import parse_command
-from .encryption import EndToBridgeEncryption, Undecryptable
-from .matrix import MatrixPort, txn_id_for
-from .render import notice
-from .room_settings import RoomSettings
-from .settings import Settings
-from .visio_commands import CommandContext, VisioCommands
+from bridge.messages.render import notice
+from bridge.ports import Matrix, txn_id_for
+from bridge.room_settings.config import ROOM_CONFIG_EVENT
+from bridge.room_settings.service import RoomSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ class EventDispatcher:
     def __init__(
         self,
         settings: Settings,
-        matrix: MatrixPort,
+        matrix: Matrix,
         commands: VisioCommands,
         room_settings: RoomSettings,
     ) -> None:

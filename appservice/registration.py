@@ -6,7 +6,7 @@ import re
 import secrets
 from typing import Any
 
-from .settings import Settings
+from appservice.settings import Settings
 
 
 def new_registration(settings: Settings) -> dict[str, Any]:

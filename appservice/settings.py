@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from bridge.room_settings.service import OperatorPolicy
+
 LANGUAGES = ("fr", "en")
 PERMISSION_LEVELS = ("none", "user")
 _LOCALPART = re.compile(r"^[a-z0-9._=/+-]+$")
@@ -409,3 +411,15 @@ def _resolve_sqlite_path(url: str, base_dir: Path) -> str:
             path = base_dir / path
         return f"sqlite:{path}"
     return url
+
+
+def room_policy(settings: Settings) -> OperatorPolicy:
+    meetings = settings.meetings
+    return OperatorPolicy(
+        default_language=meetings.default_language,
+        moderator_power_level=meetings.moderator_power_level,
+        max_participants=meetings.max_participants,
+        transcription_allowed=meetings.transcription_allowed,
+        settings_power_level=meetings.settings_power_level,
+        guests_power_level=meetings.guests_power_level,
+    )

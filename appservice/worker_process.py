@@ -18,23 +18,22 @@ from mautrix.appservice import AppServiceAPI
 from mautrix.types import UserID
 from mautrix.util.logging import TraceLogger
 
+from appservice.matrix_adapter import MatrixAdapter
+from appservice.settings import Settings, room_policy
+from appservice.wiring import bundled_transcriber, open_database
 from bridge.clock import SystemClock
 from bridge.jobs import JobQueue
-from bridge.meetings import MeetingStore
-from bridge.participants import ParticipantStore
-from bridge.room_config_store import RoomConfigStore
-
-from .app import _bundled_transcriber, open_database
-from .matrix import MatrixPort
-from .room_settings import RoomSettings, policy_from
-from .settings import Settings
-from .transcripts import TranscriptPublisher, TranscriptWorker
+from bridge.meetings.participants import ParticipantStore
+from bridge.meetings.store import MeetingStore
+from bridge.room_settings.service import RoomSettings
+from bridge.room_settings.store import RoomConfigStore
+from bridge.transcription.worker import TranscriptPublisher, TranscriptWorker
 
 log = logging.getLogger(__name__)
 
 
 async def run_worker(settings: Settings) -> int:
-    transcriber = _bundled_transcriber(settings)
+    transcriber = bundled_transcriber(settings)
     if transcriber is None:
         log.error("Install the transcription extra (see README) to run a transcribe-worker")
         return 1
@@ -48,10 +47,10 @@ async def run_worker(settings: Settings) -> int:
         client_session=session,
         log=cast(TraceLogger, logging.getLogger("mau.as")),
     )
-    matrix = MatrixPort(api.bot_intent())
+    matrix = MatrixAdapter(api.bot_intent())
     clock = SystemClock()
     meetings = MeetingStore(db)
-    policy = policy_from(settings)
+    policy = room_policy(settings)
     worker = TranscriptWorker(
         JobQueue(db, clock),
         meetings,

@@ -78,18 +78,19 @@ from livekit import api  # noqa: E402
 from livekit.protocol.models import ParticipantInfo  # noqa: E402
 from livekit_double import LiveKitDouble  # noqa: E402
 
-from appservice.app import DB, INBOX, BridgeServer, Options  # noqa: E402
-from appservice.locallivekit import (  # noqa: E402
+from appservice.app import BRIDGE, BridgeServer  # noqa: E402
+from appservice.local.livekit import (  # noqa: E402
     INSTALL_HINT,
     LIVEKIT_VERSION,
     LiveKitStartError,
     LocalLiveKit,
     find_livekit_server,
 )
-from appservice.localsynapse import LocalSynapse  # noqa: E402
+from appservice.local.synapse import LocalSynapse  # noqa: E402
 from appservice.registration import new_registration  # noqa: E402
 from appservice.settings import Settings, parse_settings  # noqa: E402
-from bridge.chat import BRIDGE_IDENTITY  # noqa: E402
+from appservice.wiring import Options  # noqa: E402
+from bridge.chat.messages import BRIDGE_IDENTITY  # noqa: E402
 
 POSTGRES_DSN = os.environ.get("VISIO_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 ECHO_BOT = f"@echo:{SERVER_NAME}"
@@ -666,7 +667,7 @@ async def through_synapse(sides: Sequence[Side], rounds: int) -> dict[str, Summa
 async def _processing_times(bridge: BridgeServer, event_ids: Sequence[str]) -> list[float]:
     """processed_at - received_at of each event, once the bridge has marked all of them."""
     await _drained(bridge)
-    db = bridge.app[DB]
+    db = bridge.app[BRIDGE].db
     times: list[float] = []
     for event_id in event_ids:
         row = await db.fetchrow(
@@ -679,7 +680,7 @@ async def _processing_times(bridge: BridgeServer, event_ids: Sequence[str]) -> l
 
 
 async def _drained(bridge: BridgeServer) -> None:
-    inbox = bridge.app[INBOX]
+    inbox = bridge.app[BRIDGE].inbox
     deadline = time.monotonic() + WAIT_S
     while await inbox.pending_count():
         if time.monotonic() > deadline:
@@ -761,7 +762,7 @@ async def bridge_acks(
             between=lambda: _drained(bridge),
         )
         await _drained(bridge)
-        done = await bridge.app[DB].fetchval("SELECT COUNT(*) FROM inbox WHERE state='done'")
+        done = await bridge.app[BRIDGE].db.fetchval("SELECT COUNT(*) FROM inbox WHERE state='done'")
         expected = (WARMUP_TXNS + count) * EVENTS_PER_TXN
         if done != expected:
             raise RuntimeError(f"{label}: {done} events handled, expected {expected}")

@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol
-
-
-class Clock(Protocol):
-    def now_ms(self) -> int:
-        """Milliseconds since the Unix epoch."""
-        ...
 
 
 class SystemClock:

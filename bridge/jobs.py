@@ -14,9 +14,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from .clock import Clock
-from .db import Database, Row
-from .ids import MeetingID
+from bridge.ids import MeetingID
+from bridge.ports import Clock, Database, Row
 
 
 @dataclass(frozen=True)

@@ -10,24 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Protocol
 
 import aiohttp
 from livekit import api
 from livekit.protocol import models
 
-from .ids import LiveKitRoomName
+from bridge.ids import LiveKitRoomName
+from bridge.ports import LiveKitError, LiveParticipant, LiveRoom
 
 log = logging.getLogger(__name__)
-
-
-class LiveKitError(Exception):
-    """A LiveKit server call failed; `unreachable` is True when no answer came at all."""
-
-    def __init__(self, message: str, *, unreachable: bool, code: str | None = None) -> None:
-        super().__init__(message)
-        self.unreachable = unreachable
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -39,49 +30,8 @@ class RoomOptions:
     max_participants: int = 0
 
 
-@dataclass(frozen=True)
-class LiveRoom:
-    name: LiveKitRoomName
-    sid: str
-    num_participants: int
-
-
-@dataclass(frozen=True)
-class LiveParticipant:
-    sid: str
-    identity: str
-    name: str
-    joined_at_ms: int
-
-
 # Recorders and agents are not people: they neither count nor keep a meeting "in use".
 PEOPLE_KINDS = frozenset({models.ParticipantInfo.Kind.STANDARD, models.ParticipantInfo.Kind.SIP})
-
-
-class LiveKitRooms(Protocol):
-    async def create_room(
-        self, name: LiveKitRoomName, metadata: str, max_participants: int = 0
-    ) -> LiveRoom: ...
-
-    async def delete_room(self, name: LiveKitRoomName) -> bool:
-        """Delete a room; False when it was already gone."""
-        ...
-
-    async def list_rooms(self, names: list[LiveKitRoomName] | None = None) -> list[LiveRoom]: ...
-
-    async def list_participants(self, name: LiveKitRoomName) -> list[LiveParticipant]:
-        """The people in a room (not recorders or agents); empty when the room is gone."""
-        ...
-
-    async def send_data(self, name: LiveKitRoomName, payload: bytes, topic: str) -> None: ...
-
-    async def update_room_metadata(self, name: LiveKitRoomName, metadata: str) -> None: ...
-
-    async def start_audio_recording(self, name: LiveKitRoomName, filepath: str) -> str:
-        """Start an audio-only room recording to an OGG file; returns the egress id."""
-        ...
-
-    async def stop_recording(self, egress_id: str) -> None: ...
 
 
 class LiveKitAdapter:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .clock import Clock
+from bridge.ports import Clock
 
 
 @dataclass

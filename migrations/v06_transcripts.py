@@ -12,7 +12,7 @@ async def upgrade_v6(conn: Connection) -> None:
         "egress_id TEXT",
         "recording_path TEXT",
         "recording_started_ns BIGINT",
-        # off → recording → recorded → queued → done | failed (see bridge/recording.py)
+        # off → recording → recorded → queued → done | failed (see bridge/recording/recordings.py)
         "transcript_state TEXT NOT NULL DEFAULT 'off'",
         "transcript_event_id TEXT",
     ):

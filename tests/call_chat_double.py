@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from livekit.api import TokenVerifier
 
-from bridge.chat import OnCallMessage
+from bridge.ports import OnCallMessage
 
 
 @dataclass

@@ -19,12 +19,13 @@ import yaml
 from call_chat_double import CallChatDouble
 from livekit_double import LiveKitDouble
 
-from appservice.app import BridgeServer, Options
-from appservice.locallivekit import LocalLiveKit
-from appservice.localports import free_port
-from appservice.localsynapse import LocalSynapse
+from appservice.app import BRIDGE, BridgeServer
+from appservice.local.livekit import LocalLiveKit
+from appservice.local.ports import free_port
+from appservice.local.synapse import LocalSynapse
 from appservice.registration import new_registration
 from appservice.settings import Settings, parse_settings
+from appservice.wiring import Bridge, Options
 
 SERVER_NAME = "localhost"
 BOT = f"@visio:{SERVER_NAME}"
@@ -236,6 +237,11 @@ class Stack:
     def app(self) -> Any:
         assert self.bridge is not None
         return self.bridge.app
+
+    @property
+    def running(self) -> Bridge:
+        """The started bridge's objects (database, lifecycle, chat mirror…)."""
+        return self.app[BRIDGE]
 
     async def human(self, localpart: str, displayname: str, *, admin: bool = False) -> Human:
         password = f"pw-{localpart}-secret"

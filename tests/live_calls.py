@@ -23,9 +23,9 @@ from call_people import CallPerson, leave_everyone
 from harness import Human, Stack
 from livekit import api
 
-from appservice.locallivekit import LocalLiveKit, find_livekit_server
-from appservice.localports import free_port
-from bridge.chat import BRIDGE_IDENTITY
+from appservice.local.livekit import LocalLiveKit, find_livekit_server
+from appservice.local.ports import free_port
+from bridge.chat.messages import BRIDGE_IDENTITY
 
 Event = dict[str, Any]
 

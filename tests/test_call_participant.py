@@ -9,9 +9,9 @@ from harness import free_port
 from livekit.api import VideoGrants
 from livekit_double import LiveKitDouble
 
-from bridge.call_participant import CallJoinFailed, LiveKitCallChat
-from bridge.chat import CallMessage
+from bridge.chat.participant import CallJoinFailed, LiveKitCallChat
 from bridge.ids import LiveKitRoomName
+from bridge.ports import CallMessage
 
 pytest.importorskip("livekit.rtc")
 

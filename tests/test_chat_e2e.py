@@ -24,9 +24,8 @@ from live_calls import (
     wait_until,
 )
 
-from appservice.app import CHAT
-from bridge.chat import BRIDGE_IDENTITY
-from bridge.room_config import ROOM_CONFIG_EVENT
+from bridge.chat.messages import BRIDGE_IDENTITY
+from bridge.room_settings.config import ROOM_CONFIG_EVENT
 
 pytestmark = pytest.mark.synapse
 
@@ -49,7 +48,7 @@ async def _known_to_the_bridge(stack: Stack, alice: Human, room: str, person: Ca
     """Wait until the bridge has been told who `person` is (LiveKit announces people who
     publish nothing a few seconds late), by a first message that comes out under their name."""
     await person.say("bonjour")
-    ghost = stack.app[CHAT].ghost_for(person.identity)
+    ghost = stack.running.chat.ghost_for(person.identity)
     await wait_room_text(alice, room, lambda e: e["sender"] == ghost)
 
 
@@ -109,7 +108,7 @@ async def test_call_messages_reach_the_room_from_members_and_guests_in_both_prot
     assert f'href="https://matrix.to/#/{alice.user_id}"' in relayed["content"]["formatted_body"]
     # A guest on a current app (text stream): through their ghost user, named as in the call.
     await zoe.say("coucou")
-    ghost = live_stack.app[CHAT].ghost_for(zoe.identity)
+    ghost = live_stack.running.chat.ghost_for(zoe.identity)
     guest = await wait_room_text(alice, room, lambda e: e["content"]["body"] == "coucou")
     assert guest["sender"] == ghost
     profile = await alice.client.get_displayname(ghost)
@@ -168,7 +167,7 @@ async def test_a_restart_in_a_burst_loses_and_doubles_nothing(live_stack: Stack)
     for n in range(25):
         await zoe.say_legacy(f"appel {n:02d}", f"c{n:02d}")
     sent = [await alice.send(room, f"salon {n:02d}") for n in range(25)]
-    ghost = live_stack.app[CHAT].ghost_for(zoe.identity)
+    ghost = live_stack.running.chat.ghost_for(zoe.identity)
     await wait_room_texts(alice, room, lambda e: e["sender"] == ghost, count=26)
     await live_stack.stop_bridge()
     await wait_until(lambda: BRIDGE_IDENTITY not in zoe.others(), "the bridge left with it")

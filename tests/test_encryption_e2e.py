@@ -20,8 +20,8 @@ from harness import BOT, Stack
 from live_calls import bridge_in_call, join_as_guest, running_live_stack
 from livekit_double import LiveKitDouble
 
-from appservice.app import CHAT, CRYPTO, Options
-from bridge.room_config import ROOM_CONFIG_EVENT
+from appservice.wiring import Options
+from bridge.room_settings.config import ROOM_CONFIG_EVENT
 
 pytest.importorskip("olm")
 pytestmark = pytest.mark.synapse
@@ -162,10 +162,10 @@ async def test_restart_keeps_the_device_and_a_wiped_store_gets_a_new_one(
     e2ee_stack: Stack, tmp_path: Path
 ) -> None:
     stack = e2ee_stack
-    device = stack.app[CRYPTO].client.device_id
+    device = stack.running.crypto.client.device_id
     await stack.stop_bridge()
     await stack.start_bridge()
-    assert stack.app[CRYPTO].client.device_id == device
+    assert stack.running.crypto.client.device_id == device
     # Lose the crypto store: the bridge starts with a new device instead of wedging.
     await stack.stop_bridge()
     db_path = Path(stack.settings.database_url.removeprefix("sqlite:"))
@@ -177,7 +177,7 @@ async def test_restart_keeps_the_device_and_a_wiped_store_gets_a_new_one(
         for (table,) in tables:
             conn.execute(f'DROP TABLE "{table}"')
     await stack.start_bridge()
-    new_device = stack.app[CRYPTO].client.device_id
+    new_device = stack.running.crypto.client.device_id
     assert new_device and new_device != device
     # And it still works in an encrypted room.
     alice = await EncryptedPerson.create(stack, "alice", "Alice", tmp_path / "alice-store")
@@ -209,7 +209,7 @@ async def test_settings_chat_and_plain_rooms_with_encryption_on(
         await bridge_in_call(zoe)
         await zoe.say("bonjour de la visio")
         relayed = await alice.wait_for_any("bonjour de la visio")
-        assert relayed.decrypted and relayed.sender == stack.app[CHAT].ghost_for(zoe.identity)
+        assert relayed.decrypted and relayed.sender == stack.running.chat.ghost_for(zoe.identity)
         # Room → call: Alice's encrypted message is read and mirrored.
         await alice.send(room, "merci")
         await zoe.wait_heard(lambda line: line.text == "Alice: merci")

@@ -9,8 +9,8 @@ import pytest
 from harness import DatabaseTarget, ManualClock
 from mautrix.util.async_db import Database
 
-from appservice.inbox_processor import InboxProcessor
-from bridge.inbox import InboxStore
+from bridge.inbox.processor import InboxProcessor
+from bridge.inbox.store import InboxStore
 from migrations import OWNER_NAME, upgrade_table
 
 

@@ -11,7 +11,7 @@ from mautrix.util.async_db import Database
 
 from bridge.ids import EventID, MeetingID, MeetingSlug, RoomID, UserID, livekit_room_for
 from bridge.jobs import JobQueue
-from bridge.meetings import Meeting, MeetingState, MeetingStore
+from bridge.meetings.store import Meeting, MeetingState, MeetingStore
 from migrations import OWNER_NAME, upgrade_table
 
 

@@ -16,8 +16,6 @@ from harness import Human, Stack
 from livekit.protocol import models
 from livekit.protocol.webhook import WebhookEvent
 
-from appservice.app import DB, LIFECYCLE
-
 pytestmark = pytest.mark.synapse
 
 
@@ -84,7 +82,7 @@ async def test_forged_and_replayed_webhooks(stack: Stack) -> None:
     await stack.livekit.join(lk_room, "guest-1", "Zoé")
     joined, _ = stack.livekit.webhooks_sent[-1]
     assert await stack.livekit.send_webhook(joined) == 200
-    db = stack.app[DB]
+    db = stack.running.db
     assert await db.fetchval("SELECT COUNT(*) FROM livekit_webhooks WHERE id=$1", joined.id) == 1
     assert await db.fetchval("SELECT COUNT(*) FROM participants") == 1
     # Webhooks about rooms the bridge does not own are accepted and ignored.
@@ -114,7 +112,8 @@ async def test_out_of_order_webhooks_leave_a_consistent_state(stack: Stack) -> N
     )
     assert await stack.livekit.send_webhook(event) == 200
     assert (
-        await stack.app[DB].fetchval("SELECT COUNT(*) FROM participants WHERE sid='PA_later'") == 0
+        await stack.running.db.fetchval("SELECT COUNT(*) FROM participants WHERE sid='PA_later'")
+        == 0
     )
 
 
@@ -122,7 +121,7 @@ async def test_reconciler_ends_a_meeting_whose_room_finished_unseen(stack: Stack
     alice, room, status, lk_room = await _live_meeting(stack)
     stack.livekit.webhook_url = None  # the webhook is lost
     await stack.livekit.finish_room(lk_room)
-    report = await stack.app[LIFECYCLE].reconcile()
+    report = await stack.running.lifecycle.reconcile()
     assert report.ended == 1
     await _wait_status(alice, room, status["event_id"], "Visio terminée")
     await alice.wait_for(room, lambda e: "m.in_reply_to" in e["content"].get("m.relates_to", {}))
@@ -133,6 +132,6 @@ async def test_reconciler_repairs_the_participant_list(stack: Stack) -> None:
     stack.livekit.webhook_url = None
     await stack.livekit.join(lk_room, "guest-1", "Zoé")
     await stack.livekit.join(lk_room, "guest-2", "Yann")
-    report = await stack.app[LIFECYCLE].reconcile()
+    report = await stack.running.lifecycle.reconcile()
     assert report.repaired_participants == 2
     await _wait_status(alice, room, status["event_id"], "2 participants")

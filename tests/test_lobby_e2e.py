@@ -15,8 +15,7 @@ from harness import Human, Stack
 from livekit.api import TokenVerifier
 from livekit_double import LiveKitDouble
 
-from appservice.app import DB
-from bridge.room_config import ROOM_CONFIG_EVENT
+from bridge.room_settings.config import ROOM_CONFIG_EVENT
 
 pytestmark = pytest.mark.synapse
 
@@ -105,7 +104,9 @@ async def test_a_refusal_and_a_reaction_from_someone_not_allowed(stack: Stack) -
 
 async def _poll_now(stack: Stack, request_id: str) -> dict[str, Any]:
     """Read the request without waiting for a decision (the bridge's own view)."""
-    state = await stack.app[DB].fetchval("SELECT state FROM lobby_requests WHERE id=$1", request_id)
+    state = await stack.running.db.fetchval(
+        "SELECT state FROM lobby_requests WHERE id=$1", request_id
+    )
     return {"state": state}
 
 

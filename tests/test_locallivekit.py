@@ -9,7 +9,7 @@ from live_calls import require_livekit_server
 from livekit import api
 from livekit.protocol import rtc as signal
 
-from appservice.locallivekit import LocalLiveKit
+from appservice.local.livekit import LocalLiveKit
 
 
 async def test_clients_are_pointed_at_nothing_outside_this_machine(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 import yaml
 
-from appservice.localsynapse import LocalSynapse
+from appservice.local.synapse import LocalSynapse
 
 pytest.importorskip("synapse")
 nio = pytest.importorskip("nio")

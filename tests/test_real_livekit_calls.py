@@ -28,7 +28,7 @@ from live_calls import (
 )
 from livekit import api
 
-from bridge.room_config import ROOM_CONFIG_EVENT
+from bridge.room_settings.config import ROOM_CONFIG_EVENT
 
 pytestmark = pytest.mark.synapse
 

@@ -17,7 +17,7 @@ from call_people import CallPerson
 from harness import Stack
 from live_calls import guest_token, join_as_guest, server_rooms, start_meeting, wait_status
 
-from appservice.app import LIFECYCLE, Options
+from appservice.wiring import Options
 
 pytestmark = pytest.mark.synapse
 
@@ -104,11 +104,11 @@ async def test_the_reconciler_repairs_what_happened_while_the_bridge_was_down(
     await live_stack.start_bridge(Options(status_coalesce_s=0.3, reconcile_interval_s=3600))
     await wait_status(alice, room, status["event_id"], "Visio terminée")
     await alice.wait_for(room, lambda e: _is_reply_to(e, status["event_id"]))
-    report = await live_stack.app[LIFECYCLE].reconcile()
+    report = await live_stack.running.lifecycle.reconcile()
     assert report.ended == 0  # repaired at start-up, once
     # Another restart posts nothing new.
     notices = len(await alice.bot_notices(room))
     await live_stack.stop_bridge()
     await live_stack.start_bridge()
-    await live_stack.app[LIFECYCLE].reconcile()
+    await live_stack.running.lifecycle.reconcile()
     assert len(await alice.bot_notices(room)) == notices

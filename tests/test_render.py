@@ -6,8 +6,8 @@ import string
 
 import pytest
 
-from appservice import i18n
-from appservice.render import Link, duration, notice
+from bridge.messages import i18n
+from bridge.messages.render import Link, duration, notice
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 URL = "https://visio.example.org/m/abc?x=1&y=2"

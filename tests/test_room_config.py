@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.room_config import (
+from bridge.room_settings.config import (
     FIELDS,
     Access,
     RoomConfig,

@@ -9,8 +9,8 @@ import nio
 import pytest
 from harness import BOT, Human, Stack
 
-from appservice.widgets import WIDGET_EVENT, WIDGET_ID
-from bridge.room_config import ROOM_CONFIG_EVENT
+from bridge.room_settings.config import ROOM_CONFIG_EVENT
+from bridge.widgets import WIDGET_EVENT, WIDGET_ID
 
 pytestmark = pytest.mark.synapse
 

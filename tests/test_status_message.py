@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
-from appservice.status_message import StatusContext, status_notice
 from bridge.ids import EventID, LiveKitRoomName, MeetingID, MeetingSlug, RoomID, UserID
-from bridge.meetings import Meeting, MeetingState
-from bridge.participants import Presence
+from bridge.meetings.participants import Presence
+from bridge.meetings.store import Meeting, MeetingState
+from bridge.status.message import StatusContext, status_notice
 
 # 2026-11-23 13:05 UTC is 14:05 in Paris.
 STARTED = 1_795_352_700_000

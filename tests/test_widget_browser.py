@@ -20,8 +20,8 @@ from livekit.api import TokenVerifier
 from livekit_double import LiveKitDouble
 from test_member_join_e2e import openid_token
 
-from appservice.widgets import WIDGET_EVENT, WIDGET_ID
-from bridge.room_config import ROOM_CONFIG_EVENT
+from bridge.room_settings.config import ROOM_CONFIG_EVENT
+from bridge.widgets import WIDGET_EVENT, WIDGET_ID
 
 CHROMIUM = shutil.which("chromium")
 playwright_api = pytest.importorskip("playwright.async_api")

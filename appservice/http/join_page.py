@@ -1,0 +1,243 @@
+"""The join link `GET /m/{slug}`: a small page that asks for a name, then sends the browser on.
+
+Posting the form mints a short-lived LiveKit token for that one room and answers with a
+redirect to the configured meeting front end. The token travels only in that redirect, never
+through the Matrix room. Verified Matrix identities and the lobby come with later issues.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import secrets
+from urllib.parse import urlparse
+
+from aiohttp import web
+
+from bridge.ids import ParticipantIdentity
+from bridge.join.tokens import (
+    InvalidDisplayName,
+    JoinSettings,
+    clean_display_name,
+    frontend_url,
+    mint_token,
+    new_guest_identity,
+)
+from bridge.lobby.desk import LobbyDesk
+from bridge.lobby.requests import Lobby, LobbyState
+from bridge.meetings.service import MeetingService
+from bridge.meetings.store import Meeting
+from bridge.messages import i18n
+from bridge.ports import Clock, Matrix
+from bridge.rate_limit import RateLimiter
+from bridge.room_settings.config import Access
+from bridge.room_settings.service import EffectiveConfig, RoomSettings
+
+log = logging.getLogger(__name__)
+
+LONG_POLL_S = 25.0
+
+# The waiting room: long-polls its request until a member decides, then goes to the call.
+_LOBBY_SCRIPT = """
+(async () => {
+  const config = JSON.parse(document.getElementById("lobby-config").textContent);
+  const status = document.getElementById("status");
+  for (;;) {
+    let body;
+    try {
+      const response = await fetch("/api/lobby/" + encodeURIComponent(config.id));
+      body = await response.json();
+    } catch (error) {
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      continue;
+    }
+    if (body.state === "admitted" && body.frontend_url) {
+      location.replace(body.frontend_url);
+      return;
+    }
+    if (body.state === "refused" || body.state === "expired" || body.errcode) {
+      status.textContent = config.texts[body.state] || config.texts.expired;
+      status.className = "error";
+      return;
+    }
+  }
+})();
+"""
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem;"
+    "color:#1e1e1e}h1{font-size:1.4rem}input{font-size:1rem;padding:.5rem;width:100%;"
+    "box-sizing:border-box;margin:.5rem 0 1rem}button{font-size:1rem;padding:.6rem 1.2rem;"
+    "background:#000091;color:#fff;border:0;border-radius:4px}.error{color:#ce0500}.hint{color:#666;font-size:.9rem;margin-top:2rem}"
+)
+
+
+def page_language(request: web.Request, default: str) -> str:
+    requested = request.query.get("lang") or request.headers.get("Accept-Language") or ""
+    code = requested[:2].lower()
+    return code if code in i18n.CATALOGUES else default
+
+
+class JoinPage:
+    def __init__(
+        self,
+        meetings: MeetingService,
+        matrix: Matrix,
+        settings: JoinSettings,
+        default_language: str,
+        room_settings: RoomSettings,
+        lobby: Lobby,
+        desk: LobbyDesk,
+        limiter: RateLimiter,
+        clock: Clock,
+    ) -> None:
+        self._meetings = meetings
+        self._room_settings = room_settings
+        self._lobby = lobby
+        self._desk = desk
+        self._limiter = limiter
+        self._clock = clock
+        self._matrix = matrix
+        self._settings = settings
+        self._default_language = default_language
+        frontend = urlparse(settings.frontend_url)
+        self._frontend_origin = f"{frontend.scheme}://{frontend.netloc}"
+
+    async def show(self, request: web.Request) -> web.Response:
+        language = page_language(request, self._default_language)
+        opened = await self._open_meeting(request, language)
+        if isinstance(opened, web.Response):
+            return opened
+        return await self._form(opened[0], language, error=None)
+
+    async def join(self, request: web.Request) -> web.Response:
+        language = page_language(request, self._default_language)
+        if not self._limiter.allow(f"addr:{request.remote}") or not self._limiter.allow(
+            f"slug:{request.match_info['slug']}"
+        ):
+            return self._page(
+                language, "page_title", f"<p>{_t(language, 'widget_limited')}</p>", 429
+            )
+        opened = await self._open_meeting(request, language)
+        if isinstance(opened, web.Response):
+            return opened
+        meeting, config = opened
+        form = await request.post()
+        raw_name = form.get("name")
+        try:
+            name = clean_display_name(raw_name if isinstance(raw_name, str) else "")
+        except InvalidDisplayName:
+            return await self._form(
+                meeting, language, error=i18n.text(language, "page_name_invalid")
+            )
+        # In the call, a guest's name says they are a guest (in the room's language).
+        shown_name = i18n.text(config.language, "guest_name", name=name)
+        identity: ParticipantIdentity = new_guest_identity()
+        if config.room.access is Access.LOBBY:
+            lobby_request = await self._lobby.open_request(meeting.id, identity, shown_name)
+            await self._desk.announce(meeting, lobby_request)
+            return self._waiting_page(language, lobby_request.id)
+        token = mint_token(self._settings, meeting.livekit_room, identity, shown_name)
+        log.info(
+            "Join token minted for %s in meeting %s (%s)", identity, meeting.id, meeting.room_id
+        )
+        response = web.HTTPSeeOther(frontend_url(self._settings, meeting.livekit_room, token))
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        raise response
+
+    async def lobby_status(self, request: web.Request) -> web.Response:
+        """Long-poll for a waiting guest: `{"state", "frontend_url"?}` once decided."""
+        request_id = request.match_info["request_id"]
+        lobby_request = await self._lobby.wait(request_id, timeout_s=LONG_POLL_S)
+        if lobby_request is None:
+            return web.json_response(
+                {"errcode": "M_NOT_FOUND", "error": "No such request"}, status=404
+            )
+        now = self._clock.now_ms()
+        if lobby_request.state is LobbyState.WAITING and now >= lobby_request.expires_at:
+            await self._desk.expire()
+            lobby_request = await self._lobby.get(request_id) or lobby_request
+        body: dict[str, str] = {"state": lobby_request.state.value}
+        url = await self._desk.token_url(lobby_request, now)
+        if url is not None:
+            body["frontend_url"] = url
+        response = web.json_response(body)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _waiting_page(self, language: str, request_id: str) -> web.Response:
+        texts = {
+            "refused": i18n.text(language, "page_lobby_refused"),
+            "expired": i18n.text(language, "page_lobby_expired"),
+        }
+        config = json.dumps({"id": request_id, "texts": texts}).replace("<", "\\u003c")
+        body = (
+            f'<p id="status" role="status">{_t(language, "page_lobby_waiting")}</p>'
+            f'<script type="application/json" id="lobby-config">{config}</script>'
+        )
+        return self._page(language, "page_lobby_title", body, 200, script=_LOBBY_SCRIPT)
+
+    async def _open_meeting(
+        self, request: web.Request, language: str
+    ) -> tuple[Meeting, EffectiveConfig] | web.Response:
+        """The open meeting behind the link, or the page explaining why there is none."""
+        meeting = await self._meetings.by_slug(request.match_info["slug"])
+        if meeting is None:
+            return self._page(
+                language, "page_not_found_title", f"<p>{_t(language, 'page_not_found')}</p>", 404
+            )
+        if not meeting.is_open:
+            return self._page(
+                language, "page_ended_title", f"<p>{_t(language, 'page_ended')}</p>", 410
+            )
+        config = await self._room_settings.effective(meeting.room_id)
+        if config.room.access is Access.MEMBERS:
+            # Members join through the room (the widget, which verifies who they are).
+            return self._page(
+                language,
+                "page_members_only_title",
+                f"<p>{_t(language, 'page_members_only')}</p>",
+                403,
+            )
+        return meeting, config
+
+    async def _form(self, meeting: Meeting, language: str, error: str | None) -> web.Response:
+        starter = await self._matrix.display_name(meeting.room_id, meeting.started_by)
+        error_html = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+        body = (
+            f"<p>{_t(language, 'page_intro', starter=starter)}</p>{error_html}"
+            f'<form method="post"><label for="name">{_t(language, "page_name_label")}</label>'
+            '<input id="name" name="name" maxlength="64" required autofocus autocomplete="name">'
+            f'<button type="submit">{_t(language, "page_join")}</button></form>'
+            f'<p class="hint">{_t(language, "page_members_hint")}</p>'
+        )
+        return self._page(language, "page_title", body, 400 if error else 200)
+
+    def _page(
+        self, language: str, title_key: str, body: str, status: int, *, script: str = ""
+    ) -> web.Response:
+        title = _t(language, title_key)
+        nonce = secrets.token_urlsafe(16)
+        script_tag = f'<script nonce="{nonce}">{script}</script>' if script else ""
+        document = (
+            f'<!doctype html><html lang="{language}"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f"<title>{title}</title><style>{_STYLE}</style></head>"
+            f"<body><h1>{title}</h1>{body}{script_tag}</body></html>"
+        )
+        response = web.Response(text=document, content_type="text/html", status=status)
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
+            f"connect-src 'self'; form-action 'self' {self._frontend_origin}; "
+            "frame-ancestors 'none'"
+        )
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+
+def _t(language: str, key: str, **fields: str) -> str:
+    escaped = {name: html.escape(value) for name, value in fields.items()}
+    return i18n.text(language, key, **escaped)

@@ -1,0 +1,43 @@
+"""`POST /livekit/webhook`: LiveKit's signed webhooks, verified over the raw body, then applied.
+
+A bad or missing signature gets 401 and changes nothing. A webhook for a room the bridge does
+not own, or one it has already applied (same id), gets 200 and is ignored. A failure to apply
+gets 500, so LiveKit's own retry can try again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from bridge.meetings.lifecycle import MeetingLifecycle
+from bridge.meetings.webhooks import WebhookRejected, WebhookVerifier, translate
+
+log = logging.getLogger(__name__)
+
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+
+class WebhookAPI:
+    def __init__(self, verifier: WebhookVerifier, lifecycle: MeetingLifecycle) -> None:
+        self._verifier = verifier
+        self._lifecycle = lifecycle
+
+    async def receive(self, request: web.Request) -> web.Response:
+        if request.content_length and request.content_length > MAX_WEBHOOK_BYTES:
+            return web.json_response({"error": "too large"}, status=413)
+        body = await request.read()
+        try:
+            event = self._verifier.verify(body, request.headers.get("Authorization"))
+        except WebhookRejected as err:
+            log.warning("Rejected a LiveKit webhook from %s: %s", request.remote, err)
+            return web.json_response({"error": "invalid signature"}, status=401)
+        try:
+            fresh = await self._lifecycle.apply_webhook(event.id, translate(event))
+        except Exception:
+            log.exception("Could not apply LiveKit webhook %s (%s)", event.id, event.event)
+            return web.json_response({"error": "not applied"}, status=500)
+        if not fresh:
+            log.debug("LiveKit webhook %s seen before; ignored", event.id)
+        return web.json_response({})

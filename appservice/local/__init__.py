@@ -1,0 +1,1 @@
+"""Local servers for the demo and the tests: Synapse, livekit-server, and free ports."""

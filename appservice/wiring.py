@@ -1,0 +1,483 @@
+"""Building the bridge from its settings: one short builder per feature, started in order.
+
+Each builder constructs its feature's objects and registers, on one `AsyncExitStack`, whatever
+must be undone at shutdown (a session to close, a background task to cancel). `start_bridge`
+calls them in dependency order, so a failure half-way closes exactly what was opened, and
+shutdown runs in reverse: the inbox stops first, the database closes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from livekit import api as livekit_api
+from mautrix.appservice import AppServiceAPI
+from mautrix.appservice.state_store import ASStateStore
+from mautrix.client.state_store import MemoryStateStore
+from mautrix.types import UserID
+from mautrix.util.async_db import Database
+from mautrix.util.logging import TraceLogger
+
+from appservice.background import expire_lobby, keep_in_step, probe_livekit, set_up_bot
+from appservice.dispatch import EventDispatcher
+from appservice.encryption import EndToBridgeEncryption
+from appservice.http.join_page import JoinPage
+from appservice.http.token_api import TokenAPI
+from appservice.http.transactions import AppserviceAPI
+from appservice.http.webhook_api import WebhookAPI
+from appservice.http.widget_page import WidgetPage
+from appservice.matrix_adapter import MatrixAdapter
+from appservice.settings import Settings, room_policy
+from bridge.chat.messages import ChatStore
+from bridge.chat.mirror import ChatMirror
+from bridge.chat.participant import LiveKitCallChat
+from bridge.clock import SystemClock
+from bridge.commands import VisioCommands
+from bridge.ids import RoomID
+from bridge.inbox.processor import InboxProcessor
+from bridge.inbox.store import InboxStore
+from bridge.jobs import JobQueue
+from bridge.join.links import MeetingLinks
+from bridge.join.members import MemberJoin
+from bridge.join.openid import OpenIDVerifier
+from bridge.join.tokens import JoinSettings
+from bridge.livekit import LiveKitAdapter, RoomOptions
+from bridge.lobby.desk import LobbyDesk
+from bridge.lobby.requests import Lobby
+from bridge.meetings.lifecycle import MeetingLifecycle
+from bridge.meetings.observers import ObserverGroup
+from bridge.meetings.participants import ParticipantStore
+from bridge.meetings.service import MeetingService
+from bridge.meetings.store import Meeting, MeetingStore
+from bridge.meetings.webhooks import WebhookVerifier
+from bridge.ports import CallChat, Clock
+from bridge.rate_limit import RateLimiter
+from bridge.recording.keeper import RecordingKeeper
+from bridge.recording.recordings import Recordings
+from bridge.room_settings.service import RoomSettings
+from bridge.room_settings.store import RoomConfigStore
+from bridge.status.publisher import StatusPublisher
+from bridge.transcription.worker import Transcriber, TranscriptPublisher, TranscriptWorker
+from bridge.widgets import WidgetKeeper
+from migrations import OWNER_NAME, upgrade_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Options:
+    """Knobs that tests and benchmarks turn; production uses the defaults."""
+
+    clock: Clock | None = None
+    process_inbox: bool = True
+    retry_base_delay_ms: int = 1000
+    status_coalesce_s: float = 1.0
+    reconcile_interval_s: float | None = None  # None: the config's livekit.reconcile_interval
+    call_chat: CallChat | None = None  # None: the real livekit.rtc participant
+    max_attempts: int = 8  # per inbox event, before giving up
+    retry_max_delay_ms: int = 5 * 60_000
+    transcriber: Transcriber | None = None  # None: the bundled models, when installed
+    job_poll_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """The running bridge: what the HTTP routes serve, and what tests and benchmarks inspect."""
+
+    db: Database
+    matrix: MatrixAdapter
+    crypto: EndToBridgeEncryption | None
+    inbox: InboxStore
+    processor: InboxProcessor
+    meetings: MeetingService
+    lifecycle: MeetingLifecycle
+    status: StatusPublisher
+    chat: ChatMirror
+    transcripts: TranscriptWorker | None
+    transactions: AppserviceAPI
+    join_page: JoinPage
+    token_api: TokenAPI
+    webhooks: WebhookAPI
+    widget_page: WidgetPage
+
+
+@dataclass(frozen=True)
+class _Core:
+    """What every feature builds on."""
+
+    settings: Settings
+    options: Options
+    clock: Clock
+    db: Database
+    matrix: MatrixAdapter
+    livekit: LiveKitAdapter
+    meeting_store: MeetingStore
+    participants: ParticipantStore
+    meetings: MeetingService
+    room_settings: RoomSettings
+    join_settings: JoinSettings
+    links: MeetingLinks
+
+
+def open_database(settings: Settings) -> Database:
+    return Database.create(
+        settings.database_url,
+        upgrade_table=upgrade_table,
+        db_args=dict(settings.database_args),
+        owner_name=OWNER_NAME,
+        # Refuse to run inside a homeserver's database by mistake (mautrix checks for Synapse's).
+        ignore_foreign_tables=False,
+    )
+
+
+def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` until shutdown, when it is cancelled."""
+    task = asyncio.create_task(work)
+
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(cancel)
+
+
+async def start_bridge(
+    settings: Settings, options: Options, stack: contextlib.AsyncExitStack
+) -> Bridge:
+    clock = options.clock or SystemClock()
+    db = open_database(settings)
+    await db.start()
+    stack.push_async_callback(db.stop)
+    matrix = await _matrix(settings, stack)
+    crypto = await _encryption(settings, matrix, stack)
+    core = _core(settings, options, clock, db, matrix, await _livekit(settings, stack))
+    status = _status(core)
+    stack.push_async_callback(status.close)
+    chat = _chat(core, stack)
+    recordings, recording = _recording(core)
+    observers = ObserverGroup(status, followers=(_widgets(core), chat, recording))
+    stack.push_async_callback(observers.close)
+    core.room_settings.notify_changes_to(_meeting_changed_in(core.meeting_store, observers))
+    lifecycle = MeetingLifecycle(
+        db, core.meeting_store, core.participants, core.livekit, clock, observers, recordings
+    )
+    interval = options.reconcile_interval_s or settings.livekit.reconcile_interval
+    in_background(stack, keep_in_step(chat, lifecycle, status, interval))
+    transcripts = _transcripts(core, stack)
+    commands = VisioCommands(
+        core.meetings,
+        matrix,
+        settings=core.room_settings,
+        clock=clock,
+        status=status,
+        observers=observers,
+        recording=recording,
+        links=core.links,
+    )
+    dispatcher = EventDispatcher(settings, matrix, commands, core.room_settings)
+    if crypto is not None:
+        dispatcher.use_encryption(crypto)
+    dispatcher.subscribe("m.room.message", chat.on_room_message)
+    dispatcher.subscribe("m.room.redaction", chat.on_redaction)
+    lobby, desk = _lobby(core, stack)
+    dispatcher.subscribe("m.reaction", desk.on_reaction)
+    inbox = InboxStore(db)
+    processor = _inbox_processor(core, inbox, dispatcher, stack)
+    return Bridge(
+        db=db,
+        matrix=matrix,
+        crypto=crypto,
+        inbox=inbox,
+        processor=processor,
+        meetings=core.meetings,
+        lifecycle=lifecycle,
+        status=status,
+        chat=chat,
+        transcripts=transcripts,
+        transactions=AppserviceAPI(
+            settings.appservice.hs_token,
+            inbox,
+            clock,
+            processor.wake,
+            dispatcher.is_own_user,
+            crypto.handle_transaction_extras if crypto is not None else None,
+        ),
+        join_page=JoinPage(
+            core.meetings,
+            matrix,
+            core.join_settings,
+            settings.meetings.default_language,
+            core.room_settings,
+            lobby,
+            desk,
+            RateLimiter(clock, per_minute=30, burst=10),
+            clock,
+        ),
+        token_api=await _token_api(core, stack),
+        webhooks=WebhookAPI(
+            WebhookVerifier(settings.livekit.api_key, settings.livekit.api_secret), lifecycle
+        ),
+        widget_page=WidgetPage(settings.meetings.default_language),
+    )
+
+
+async def _matrix(settings: Settings, stack: contextlib.AsyncExitStack) -> MatrixAdapter:
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    stack.push_async_callback(session.close)
+    as_api = AppServiceAPI(
+        base_url=settings.homeserver.address,
+        bot_mxid=UserID(settings.bot_mxid),
+        token=settings.appservice.as_token,
+        state_store=_StateStore(),
+        client_session=session,
+        log=cast(TraceLogger, logging.getLogger("mau.as")),
+    )
+    bot = as_api.bot_intent()
+    in_background(stack, set_up_bot(bot, settings.appservice.bot_displayname))
+    return MatrixAdapter(bot, ghosts=as_api.intent)
+
+
+class _StateStore(MemoryStateStore, ASStateStore):
+    """mautrix's in-memory state store; the bridge fetches what it needs fresh anyway."""
+
+    def __init__(self) -> None:
+        # Both bases keep their own dicts and neither calls super().__init__().
+        MemoryStateStore.__init__(self)
+        ASStateStore.__init__(self)
+
+
+async def _encryption(
+    settings: Settings, matrix: MatrixAdapter, stack: contextlib.AsyncExitStack
+) -> EndToBridgeEncryption | None:
+    if not settings.encryption.enabled:
+        return None
+    crypto = EndToBridgeEncryption(
+        homeserver_address=settings.homeserver.address,
+        bot=matrix.bot_intent,
+        as_token=settings.appservice.as_token,
+        database_url=settings.database_url,
+        database_args=settings.database_args,
+        msc4190=settings.encryption.msc4190,
+    )
+    await crypto.start()
+    stack.push_async_callback(crypto.stop)
+    matrix.use_encryption(crypto)
+    return crypto
+
+
+async def _livekit(settings: Settings, stack: contextlib.AsyncExitStack) -> LiveKitAdapter:
+    client = livekit_api.LiveKitAPI(
+        settings.livekit.api_url,
+        settings.livekit.api_key,
+        settings.livekit.api_secret,
+        timeout=aiohttp.ClientTimeout(total=10),
+    )
+    stack.push_async_callback(client.aclose)
+    adapter = LiveKitAdapter(
+        client,
+        RoomOptions(
+            empty_timeout=settings.livekit.empty_timeout,
+            departure_timeout=settings.livekit.departure_timeout,
+            max_participants=settings.livekit.max_participants,
+        ),
+    )
+    in_background(stack, probe_livekit(adapter, settings.livekit.api_url))
+    return adapter
+
+
+def _core(
+    settings: Settings,
+    options: Options,
+    clock: Clock,
+    db: Database,
+    matrix: MatrixAdapter,
+    livekit: LiveKitAdapter,
+) -> _Core:
+    meeting_store = MeetingStore(db)
+    return _Core(
+        settings=settings,
+        options=options,
+        clock=clock,
+        db=db,
+        matrix=matrix,
+        livekit=livekit,
+        meeting_store=meeting_store,
+        participants=ParticipantStore(db),
+        meetings=MeetingService(meeting_store, livekit, clock),
+        room_settings=RoomSettings(RoomConfigStore(db), matrix, room_policy(settings), clock),
+        join_settings=JoinSettings(
+            livekit_url=settings.livekit.url,
+            api_key=settings.livekit.api_key,
+            api_secret=settings.livekit.api_secret,
+            frontend_url=settings.livekit.frontend_url,
+            token_ttl_s=settings.livekit.token_ttl,
+        ),
+        links=MeetingLinks(settings.public_url),
+    )
+
+
+def _status(core: _Core) -> StatusPublisher:
+    async def language_of(meeting: Meeting) -> str:
+        return await core.room_settings.language(meeting.room_id)
+
+    return StatusPublisher(
+        core.meeting_store,
+        core.participants,
+        core.matrix,
+        language_of=language_of,
+        links=core.links,
+        timezone=ZoneInfo(core.settings.meetings.timezone),
+        coalesce_s=core.options.status_coalesce_s,
+    )
+
+
+def _chat(core: _Core, stack: contextlib.AsyncExitStack) -> ChatMirror:
+    mirror = ChatMirror(
+        core.meeting_store,
+        core.meetings,
+        ChatStore(core.db),
+        core.livekit,
+        core.options.call_chat or LiveKitCallChat(),
+        core.matrix,
+        core.room_settings,
+        core.join_settings,
+        core.clock,
+        rtc_url=core.settings.livekit.rtc_url,
+        ghost_prefix=core.settings.appservice.user_prefix,
+        server_name=core.settings.homeserver.domain,
+        retry_base_ms=core.options.retry_base_delay_ms,
+    )
+    stack.push_async_callback(mirror.close)
+    in_background(stack, mirror.run_outbox())
+    return mirror
+
+
+def _recording(core: _Core) -> tuple[Recordings, RecordingKeeper]:
+    recordings = Recordings(
+        core.meeting_store,
+        JobQueue(core.db, core.clock),
+        core.livekit,
+        recordings_dir=core.settings.transcription.recordings_dir,
+    )
+    keeper = RecordingKeeper(core.meeting_store, recordings, core.matrix, core.room_settings)
+    return recordings, keeper
+
+
+def _widgets(core: _Core) -> WidgetKeeper:
+    return WidgetKeeper(core.meeting_store, core.matrix, core.room_settings, core.links)
+
+
+def _meeting_changed_in(
+    meetings: MeetingStore, observers: ObserverGroup
+) -> Callable[[str], Awaitable[None]]:
+    """A room's settings changed: its live meeting (if any) shows it at once."""
+
+    async def settings_changed(room_id: str) -> None:
+        meeting = await meetings.open_in_room(RoomID(room_id))
+        if meeting is not None:
+            observers.meeting_changed(meeting.id)
+
+    return settings_changed
+
+
+def _transcripts(core: _Core, stack: contextlib.AsyncExitStack) -> TranscriptWorker | None:
+    settings = core.settings.transcription
+    transcriber = core.options.transcriber or (
+        bundled_transcriber(core.settings) if settings.in_process else None
+    )
+    if transcriber is None:
+        return None
+    worker = TranscriptWorker(
+        JobQueue(core.db, core.clock),
+        core.meeting_store,
+        core.participants,
+        transcriber,
+        TranscriptPublisher(core.matrix, core.meeting_store),
+        core.room_settings,
+        core.clock,
+        keep_recordings=settings.keep_recordings,
+        retry_base_ms=core.options.retry_base_delay_ms,
+    )
+    in_background(stack, worker.run(poll_s=core.options.job_poll_s))
+    return worker
+
+
+def bundled_transcriber(settings: Settings) -> Transcriber | None:
+    """The models of the `transcription` extra, or None (with a warning) when not installed."""
+    from bridge.transcription.bundled import load_transcriber
+
+    try:
+        return load_transcriber(
+            pipeline_dir=settings.transcription.pipeline_dir or None,
+            model_dir=settings.transcription.model_dir or None,
+            threads=settings.transcription.threads,
+        )
+    except ImportError as err:
+        log.warning(
+            "Transcription is not installed (%s): transcripts wait for a transcribe-worker", err
+        )
+        return None
+
+
+def _lobby(core: _Core, stack: contextlib.AsyncExitStack) -> tuple[Lobby, LobbyDesk]:
+    lobby = Lobby(core.db, core.clock, timeout_ms=core.settings.meetings.lobby_timeout * 1000)
+    desk = LobbyDesk(lobby, core.meeting_store, core.matrix, core.room_settings, core.join_settings)
+    in_background(stack, expire_lobby(desk))
+    return lobby, desk
+
+
+async def _token_api(core: _Core, stack: contextlib.AsyncExitStack) -> TokenAPI:
+    session = aiohttp.ClientSession()
+    stack.push_async_callback(session.close)
+    homeserver = core.settings.homeserver
+
+    async def moderator_level(room_id: RoomID) -> int:
+        return (await core.room_settings.effective(room_id)).end_power_level
+
+    member_join = MemberJoin(
+        core.meetings,
+        OpenIDVerifier(session, {homeserver.domain: homeserver.address}),
+        core.matrix,
+        core.join_settings,
+        moderator_level,
+    )
+    return TokenAPI(
+        member_join,
+        per_address=RateLimiter(core.clock, per_minute=30, burst=10),
+        per_meeting=RateLimiter(core.clock, per_minute=300, burst=60),
+    )
+
+
+def _inbox_processor(
+    core: _Core, inbox: InboxStore, dispatcher: EventDispatcher, stack: contextlib.AsyncExitStack
+) -> InboxProcessor:
+    processor = InboxProcessor(
+        inbox,
+        dispatcher.handle,
+        core.clock,
+        base_delay_ms=core.options.retry_base_delay_ms,
+        max_delay_ms=core.options.retry_max_delay_ms,
+        max_attempts=core.options.max_attempts,
+        on_give_up=dispatcher.gave_up,
+    )
+    if not core.options.process_inbox:
+        return processor
+    worker = asyncio.create_task(processor.run())
+
+    async def drain() -> None:
+        processor.stop()
+        try:
+            await asyncio.wait_for(worker, timeout=10)
+        except TimeoutError:
+            log.warning("Inbox processing did not finish in time; it resumes at next start")
+
+    stack.push_async_callback(drain)
+    return processor

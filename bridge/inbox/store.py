@@ -1,0 +1,115 @@
+"""The inbox: homeserver transactions made durable before they are acknowledged.
+
+A transaction's events are written here in one database transaction, and only then does the
+homeserver get its 200. Processing reads from here, so a crash after the ack loses nothing
+(ARCHITECTURE invariant 1). Transaction ids and event ids are unique keys, so a transaction the
+homeserver retries, or an event it sends twice, is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.ports import Database
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    seq: int
+    event_id: str
+    room_id: str | None
+    event: dict[str, Any]
+    attempts: int
+
+
+class InboxStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def accept(self, txn_id: str, events: Sequence[Mapping[str, Any]], now_ms: int) -> bool:
+        """Store a transaction's events; False when this transaction id was already stored."""
+        async with self._db.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                "INSERT INTO appservice_txns (txn_id, received_at, event_count) "
+                "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING txn_id",
+                txn_id,
+                now_ms,
+                len(events),
+            )
+            if fresh is None:
+                return False
+            rows = [
+                (
+                    event["event_id"],
+                    txn_id,
+                    event.get("room_id"),
+                    json.dumps(event, ensure_ascii=False),
+                    now_ms,
+                )
+                for event in events
+                if isinstance(event.get("event_id"), str)
+            ]
+            if rows:
+                await conn.executemany(
+                    "INSERT INTO inbox (event_id, txn_id, room_id, payload, received_at, "
+                    "next_attempt_at) VALUES ($1, $2, $3, $4, $5, $5) "
+                    "ON CONFLICT (event_id) DO NOTHING",
+                    rows,
+                )
+            return True
+
+    async def due(self, now_ms: int, limit: int = 200) -> list[InboxItem]:
+        rows = await self._db.fetch(
+            "SELECT seq, event_id, room_id, payload, attempts FROM inbox "
+            "WHERE state='pending' AND next_attempt_at <= $1 ORDER BY seq LIMIT $2",
+            now_ms,
+            limit,
+        )
+        return [
+            InboxItem(
+                seq=row["seq"],
+                event_id=row["event_id"],
+                room_id=row["room_id"],
+                event=json.loads(row["payload"]),
+                attempts=row["attempts"],
+            )
+            for row in rows
+        ]
+
+    async def next_retry_at(self) -> int | None:
+        value = await self._db.fetchval(
+            "SELECT MIN(next_attempt_at) FROM inbox WHERE state='pending'"
+        )
+        return int(value) if value is not None else None
+
+    async def mark_done(self, seq: int, now_ms: int) -> None:
+        await self._db.execute(
+            "UPDATE inbox SET state='done', processed_at=$2 WHERE seq=$1", seq, now_ms
+        )
+
+    async def mark_failed(
+        self, seq: int, error: str, *, retry_at_ms: int | None, now_ms: int
+    ) -> None:
+        """Record a failed attempt: retry at `retry_at_ms`, or give up when it is None."""
+        if retry_at_ms is None:
+            await self._db.execute(
+                "UPDATE inbox SET state='failed', attempts=attempts+1, last_error=$2, "
+                "processed_at=$3 WHERE seq=$1",
+                seq,
+                error,
+                now_ms,
+            )
+        else:
+            await self._db.execute(
+                "UPDATE inbox SET attempts=attempts+1, last_error=$2, next_attempt_at=$3 "
+                "WHERE seq=$1",
+                seq,
+                error,
+                retry_at_ms,
+            )
+
+    async def pending_count(self) -> int:
+        return int(await self._db.fetchval("SELECT COUNT(*) FROM inbox WHERE state='pending'"))

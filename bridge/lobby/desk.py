@@ -1,0 +1,124 @@
+"""The lobby as the room sees it: "Zoé (invité) attend l'entrée — ✅ / ⛔", decided by reactions.
+
+The bot posts one notice per waiting guest (and reacts ✅ and ⛔ itself, so members only have to
+click). A reaction from someone at or above the room's start power level decides; others are
+ignored. The notice is then edited to say what happened, including when nobody answered in time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.ids import ParticipantIdentity
+from bridge.join.tokens import JoinSettings, frontend_url, mint_token
+from bridge.lobby.requests import Lobby, LobbyRequest, LobbyState
+from bridge.meetings.store import Meeting, MeetingStore
+from bridge.messages.render import notice
+from bridge.ports import Matrix, txn_id_for
+from bridge.room_settings.service import RoomSettings
+
+log = logging.getLogger(__name__)
+
+ADMIT_KEYS = frozenset({"✅", "✔️", "✔", "👍", "👍️"})
+REFUSE_KEYS = frozenset({"⛔", "❌", "👎", "👎️", "🚫"})
+# An admitted guest's page may fetch its token for this long after the decision.
+TOKEN_WINDOW_MS = 10 * 60_000
+
+
+class LobbyDesk:
+    def __init__(
+        self,
+        lobby: Lobby,
+        meetings: MeetingStore,
+        matrix: Matrix,
+        room_settings: RoomSettings,
+        join_settings: JoinSettings,
+    ) -> None:
+        self._lobby = lobby
+        self._meetings = meetings
+        self._matrix = matrix
+        self._room_settings = room_settings
+        self._join_settings = join_settings
+
+    async def announce(self, meeting: Meeting, request: LobbyRequest) -> None:
+        language = await self._room_settings.language(meeting.room_id)
+        event_id = await self._matrix.send_notice(
+            meeting.room_id,
+            notice(language, "lobby_waiting", guest=request.display_name),
+            txn_id=txn_id_for(request.id, "lobby"),
+        )
+        await self._lobby.attach_message(request.id, event_id)
+        for key in ("✅", "⛔"):
+            await self._matrix.react(
+                meeting.room_id, event_id, key, txn_id=txn_id_for(request.id, "lobby", key)
+            )
+        log.info("Guest %s waiting in the lobby of meeting %s", request.identity, meeting.id)
+
+    async def on_reaction(self, event: Mapping[str, Any]) -> None:
+        relation = event.get("content", {}).get("m.relates_to") or {}
+        key = relation.get("key")
+        target = relation.get("event_id")
+        if not isinstance(target, str) or key not in ADMIT_KEYS | REFUSE_KEYS:
+            return
+        request = await self._lobby.by_message(target)
+        if request is None or request.state is not LobbyState.WAITING:
+            return
+        meeting = await self._meetings.by_id(request.meeting_id)
+        if meeting is None:
+            return
+        sender = str(event["sender"])
+        config = await self._room_settings.effective(meeting.room_id)
+        level = await self._matrix.power_level(meeting.room_id, sender)
+        if level < config.room.start_power_level:
+            log.info(
+                "Ignoring lobby reaction by %s (level %d) in %s", sender, level, meeting.room_id
+            )
+            return
+        decided = await self._lobby.decide(request.id, key in ADMIT_KEYS, sender)
+        if decided is not None:
+            await self._show_outcome(meeting, decided)
+
+    async def expire(self) -> int:
+        expired = await self._lobby.expire_due()
+        for request in expired:
+            meeting = await self._meetings.by_id(request.meeting_id)
+            if meeting is not None:
+                await self._show_outcome(meeting, request)
+        return len(expired)
+
+    async def _show_outcome(self, meeting: Meeting, request: LobbyRequest) -> None:
+        if request.message_event_id is None:
+            return
+        language = await self._room_settings.language(meeting.room_id)
+        if request.state is LobbyState.EXPIRED:
+            text = notice(language, "lobby_expired", guest=request.display_name)
+        else:
+            member = await self._matrix.display_name(meeting.room_id, request.decided_by or "")
+            key = "lobby_admitted" if request.state is LobbyState.ADMITTED else "lobby_refused"
+            text = notice(language, key, guest=request.display_name, member=member)
+        await self._matrix.edit_notice(
+            meeting.room_id,
+            request.message_event_id,
+            text,
+            txn_id=txn_id_for(request.id, "lobby-outcome"),
+        )
+        log.info(
+            "Lobby request of %s in meeting %s: %s", request.identity, meeting.id, request.state
+        )
+
+    async def token_url(self, request: LobbyRequest, now_ms: int) -> str | None:
+        """The front-end URL with a fresh token, for an admitted request still in its window."""
+        if request.state is not LobbyState.ADMITTED:
+            return None
+        meeting = await self._meetings.by_id(request.meeting_id)
+        if meeting is None or not meeting.is_open or now_ms > request.expires_at + TOKEN_WINDOW_MS:
+            return None
+        token = mint_token(
+            self._join_settings,
+            meeting.livekit_room,
+            ParticipantIdentity(request.identity),
+            request.display_name,
+        )
+        return frontend_url(self._join_settings, meeting.livekit_room, token)

@@ -1,0 +1,1 @@
+"""Meetings: the store, the start/end service, and the lifecycle LiveKit's webhooks drive."""

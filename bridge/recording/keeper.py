@@ -1,0 +1,70 @@
+"""Recording, as the room sees it: started with the meeting when transcripts are on, announced,
+stoppable, and the room told when LiveKit could not record.
+
+An observer of meeting changes, like the status message and the widget: when a meeting is
+live and its room (and the operator) want transcripts, it starts the audio recording and says
+so in the room and in the call (room metadata `recording_status`); when the meeting has ended
+it queues the transcription if the recording is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bridge.ids import MeetingID
+from bridge.meetings.store import MeetingState, MeetingStore
+from bridge.messages.render import notice
+from bridge.ports import LiveKitError, Matrix, txn_id_for
+from bridge.recording.recordings import Recordings
+from bridge.room_settings.service import RoomSettings
+
+log = logging.getLogger(__name__)
+
+
+class RecordingKeeper:
+    def __init__(
+        self,
+        meetings: MeetingStore,
+        recordings: Recordings,
+        matrix: Matrix,
+        room_settings: RoomSettings,
+    ) -> None:
+        self._meetings = meetings
+        self._recordings = recordings
+        self._matrix = matrix
+        self._room_settings = room_settings
+
+    async def sync(self, meeting_id: MeetingID) -> None:
+        meeting = await self._meetings.by_id(meeting_id)
+        if meeting is None:
+            return
+        config = await self._room_settings.effective(meeting.room_id)
+        if meeting.state is MeetingState.LIVE and config.transcription:
+            try:
+                started = await self._recordings.start(meeting)
+            except LiveKitError as err:
+                log.error("Could not start recording meeting %s: %s", meeting.id, err)
+                await self._meetings.set_transcript_state(meeting.id, "failed", only_from=("off",))
+                started = False
+            if started:
+                await self._matrix.send_notice(
+                    meeting.room_id,
+                    notice(config.language, "recording_started"),
+                    txn_id=txn_id_for(meeting.id, "recording-started"),
+                )
+        refreshed = await self._meetings.by_id(meeting_id) or meeting
+        if refreshed.transcript_state == "failed" and await self._meetings.set_transcript_state(
+            meeting.id, "failed_told", only_from=("failed",)
+        ):
+            await self._matrix.send_notice(
+                meeting.room_id,
+                notice(config.language, "recording_failed"),
+                txn_id=txn_id_for(meeting.id, "recording-failed"),
+            )
+        if not refreshed.is_open:
+            await self._recordings.queue_if_ready(meeting.id)
+
+    async def stop(self, meeting_id: MeetingID) -> bool:
+        """`/visio transcript off` for the current meeting."""
+        meeting = await self._meetings.by_id(meeting_id)
+        return meeting is not None and await self._recordings.cancel(meeting)
