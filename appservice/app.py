@@ -32,7 +32,13 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             yield
 
     app.cleanup_ctx.append(bridge)
-    # Routes resolve their handler objects lazily: those exist only once start-up has run.
+    add_routes(app)
+    return app
+
+
+def add_routes(app: web.Application) -> None:
+    """The bridge's HTTP API, served by the `Bridge` that start-up puts on `app[BRIDGE]`."""
+    # Handlers are looked up per request: the objects exist only once start-up has run.
     routes = app.router
     routes.add_put(
         "/_matrix/app/v1/transactions/{txn_id}",
@@ -52,7 +58,6 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
     routes.add_get("/widget/{slug}", _late(lambda bridge: bridge.widget_page.show))
     routes.add_get("/api/lobby/{request_id}", _late(lambda bridge: bridge.join_page.lobby_status))
     routes.add_get("/health", _health)
-    return app
 
 
 def _late(pick: Callable[[Bridge], Handler]) -> Handler:

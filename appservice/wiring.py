@@ -57,7 +57,7 @@ from bridge.meetings.participants import ParticipantStore
 from bridge.meetings.service import MeetingService
 from bridge.meetings.store import Meeting, MeetingStore
 from bridge.meetings.webhooks import WebhookVerifier
-from bridge.ports import CallChat, Clock
+from bridge.ports import CallChat, Clock, LiveKitRooms, Matrix
 from bridge.rate_limit import RateLimiter
 from bridge.recording.keeper import RecordingKeeper
 from bridge.recording.recordings import Recordings
@@ -85,6 +85,9 @@ class Options:
     retry_max_delay_ms: int = 5 * 60_000
     transcriber: Transcriber | None = None  # None: the bundled models, when installed
     job_poll_s: float = 2.0
+    # False: no background loop runs (reconcile, chat outbox, lobby expiry, transcripts, inbox);
+    # the fast tests call each step themselves, in the order they choose.
+    background: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,14 +95,16 @@ class Bridge:
     """The running bridge: what the HTTP routes serve, and what tests and benchmarks inspect."""
 
     db: Database
-    matrix: MatrixAdapter
+    matrix: Matrix
     crypto: EndToBridgeEncryption | None
     inbox: InboxStore
     processor: InboxProcessor
     meetings: MeetingService
     lifecycle: MeetingLifecycle
+    observers: ObserverGroup
     status: StatusPublisher
     chat: ChatMirror
+    lobby: LobbyDesk
     transcripts: TranscriptWorker | None
     transactions: AppserviceAPI
     join_page: JoinPage
@@ -116,8 +121,8 @@ class _Core:
     options: Options
     clock: Clock
     db: Database
-    matrix: MatrixAdapter
-    livekit: LiveKitAdapter
+    matrix: Matrix
+    livekit: LiveKitRooms
     meeting_store: MeetingStore
     participants: ParticipantStore
     meetings: MeetingService
@@ -149,16 +154,40 @@ def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, No
     stack.push_async_callback(cancel)
 
 
+def _in_background(
+    core: _Core, stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None]
+) -> None:
+    if core.options.background:
+        in_background(stack, work)
+    else:
+        work.close()  # never started: nothing to cancel
+
+
 async def start_bridge(
     settings: Settings, options: Options, stack: contextlib.AsyncExitStack
 ) -> Bridge:
-    clock = options.clock or SystemClock()
+    """The whole bridge over real mautrix and livekit-api clients, as `visio-bridge run` has it."""
     db = open_database(settings)
     await db.start()
     stack.push_async_callback(db.stop)
     matrix = await _matrix(settings, stack)
     crypto = await _encryption(settings, matrix, stack)
-    core = _core(settings, options, clock, db, matrix, await _livekit(settings, stack))
+    livekit = await open_livekit(settings, stack)
+    return await start_features(settings, options, stack, db, matrix, livekit, crypto)
+
+
+async def start_features(
+    settings: Settings,
+    options: Options,
+    stack: contextlib.AsyncExitStack,
+    db: Database,
+    matrix: Matrix,
+    livekit: LiveKitRooms,
+    crypto: EndToBridgeEncryption | None = None,
+) -> Bridge:
+    """Every feature, over the given ports: the production wiring, and the fast tests' too."""
+    clock = options.clock or SystemClock()
+    core = _core(settings, options, clock, db, matrix, livekit)
     status = _status(core)
     stack.push_async_callback(status.close)
     chat = _chat(core, stack)
@@ -170,7 +199,7 @@ async def start_bridge(
         db, core.meeting_store, core.participants, core.livekit, clock, observers, recordings
     )
     interval = options.reconcile_interval_s or settings.livekit.reconcile_interval
-    in_background(stack, keep_in_step(chat, lifecycle, status, interval))
+    _in_background(core, stack, keep_in_step(chat, lifecycle, status, interval))
     transcripts = _transcripts(core, stack)
     commands = VisioCommands(
         core.meetings,
@@ -199,8 +228,10 @@ async def start_bridge(
         processor=processor,
         meetings=core.meetings,
         lifecycle=lifecycle,
+        observers=observers,
         status=status,
         chat=chat,
+        lobby=desk,
         transcripts=transcripts,
         transactions=AppserviceAPI(
             settings.appservice.hs_token,
@@ -273,7 +304,7 @@ async def _encryption(
     return crypto
 
 
-async def _livekit(settings: Settings, stack: contextlib.AsyncExitStack) -> LiveKitAdapter:
+async def open_livekit(settings: Settings, stack: contextlib.AsyncExitStack) -> LiveKitAdapter:
     client = livekit_api.LiveKitAPI(
         settings.livekit.api_url,
         settings.livekit.api_key,
@@ -298,8 +329,8 @@ def _core(
     options: Options,
     clock: Clock,
     db: Database,
-    matrix: MatrixAdapter,
-    livekit: LiveKitAdapter,
+    matrix: Matrix,
+    livekit: LiveKitRooms,
 ) -> _Core:
     meeting_store = MeetingStore(db)
     return _Core(
@@ -356,7 +387,7 @@ def _chat(core: _Core, stack: contextlib.AsyncExitStack) -> ChatMirror:
         retry_base_ms=core.options.retry_base_delay_ms,
     )
     stack.push_async_callback(mirror.close)
-    in_background(stack, mirror.run_outbox())
+    _in_background(core, stack, mirror.run_outbox())
     return mirror
 
 
@@ -406,7 +437,7 @@ def _transcripts(core: _Core, stack: contextlib.AsyncExitStack) -> TranscriptWor
         keep_recordings=settings.keep_recordings,
         retry_base_ms=core.options.retry_base_delay_ms,
     )
-    in_background(stack, worker.run(poll_s=core.options.job_poll_s))
+    _in_background(core, stack, worker.run(poll_s=core.options.job_poll_s))
     return worker
 
 
@@ -430,7 +461,7 @@ def bundled_transcriber(settings: Settings) -> Transcriber | None:
 def _lobby(core: _Core, stack: contextlib.AsyncExitStack) -> tuple[Lobby, LobbyDesk]:
     lobby = Lobby(core.db, core.clock, timeout_ms=core.settings.meetings.lobby_timeout * 1000)
     desk = LobbyDesk(lobby, core.meeting_store, core.matrix, core.room_settings, core.join_settings)
-    in_background(stack, expire_lobby(desk))
+    _in_background(core, stack, expire_lobby(desk))
     return lobby, desk
 
 
@@ -468,7 +499,7 @@ def _inbox_processor(
         max_attempts=core.options.max_attempts,
         on_give_up=dispatcher.gave_up,
     )
-    if not core.options.process_inbox:
+    if not (core.options.process_inbox and core.options.background):
         return processor
     worker = asyncio.create_task(processor.run())
 

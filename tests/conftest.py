@@ -1,6 +1,7 @@
 """Shared fixtures: databases (PostgreSQL and SQLite), LiveKit, and a full stack.
 
-The full stack is real Synapse (started per test, ~2 s) with the bridge registered, the bridge
+`fast` is the inner loop: every feature wired as in production over a recording Matrix fake
+(`tests/fast.py`), no homeserver, nothing that sleeps. The full stack is real Synapse (started per test, ~2 s) with the bridge registered, the bridge
 itself on a TCP port, and LiveKit; matrix-nio plays the human user. `live_stack` runs the real
 livekit-server (with webhooks to the bridge and the bridge's real rtc participant); `stack`
 keeps the double, for what the server cannot do here (egress, injected faults).
@@ -19,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fast import FastBridge
 from harness import DatabaseTarget, Stack
 from live_calls import running_live_stack
 from livekit_double import LiveKitDouble
@@ -46,6 +48,19 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 async def livekit() -> AsyncIterator[LiveKitDouble]:
     async with LiveKitDouble() as double:
         yield double
+
+
+@pytest.fixture
+async def fast(
+    request: pytest.FixtureRequest, tmp_path: Path, livekit: LiveKitDouble
+) -> AsyncIterator[FastBridge]:
+    """The bridge's features over the Matrix fake, SQLite and the LiveKit double (no homeserver).
+
+    An indirect parameter adds bridge config overrides."""
+    async with FastBridge(
+        tmp_path, livekit, config_overrides=getattr(request, "param", None)
+    ) as bridge:
+        yield bridge
 
 
 @pytest.fixture

@@ -136,6 +136,11 @@ class StatusPublisher:
                 log.warning("Status of meeting %s still behind: %r", meeting.id, err)
         return len(behind)
 
+    async def settled(self) -> None:
+        """Wait until every edit scheduled so far has been made (or given up)."""
+        while self._scheduled:
+            await asyncio.wait(list(self._scheduled.values()))
+
     async def close(self) -> None:
         """Finish pending edits (briefly) at shutdown; what is left, catch_up() does later."""
         pending = list(self._scheduled.values())

@@ -1,0 +1,1 @@
+"""Recording fakes of the bridge's ports, for the fast tests."""
