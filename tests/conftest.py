@@ -1,10 +1,11 @@
-"""Shared fixtures: databases (PostgreSQL and SQLite), LiveKit, and a full stack.
+"""Shared fixtures: databases (PostgreSQL and SQLite), LiveKit, the fast tier and a full stack.
 
 `fast` is the inner loop: every feature wired as in production over a recording Matrix fake
-(`tests/fast.py`), no homeserver, nothing that sleeps. The full stack is real Synapse (started per test, ~2 s) with the bridge registered, the bridge
-itself on a TCP port, and LiveKit; matrix-nio plays the human user. `live_stack` runs the real
-livekit-server (with webhooks to the bridge and the bridge's real rtc participant); `stack`
-keeps the double, for what the server cannot do here (egress, injected faults).
+(`tests/fast.py`), no homeserver, nothing that sleeps. The full stack is real Synapse (started
+per test, ~2 s) with the bridge registered, the bridge itself on a TCP port, and LiveKit;
+matrix-nio plays the human user. `live_stack` runs the real livekit-server (with webhooks to
+the bridge and the bridge's real rtc participant); `stack` keeps the double, for what the
+server cannot do here (egress, injected faults).
 """
 
 from __future__ import annotations
