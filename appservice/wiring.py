@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -52,7 +52,7 @@ from bridge.livekit import LiveKitAdapter, RoomOptions
 from bridge.lobby.desk import LobbyDesk
 from bridge.lobby.requests import Lobby
 from bridge.meetings.lifecycle import MeetingLifecycle
-from bridge.meetings.observers import ObserverGroup
+from bridge.meetings.observers import MeetingFollower, ObserverGroup
 from bridge.meetings.participants import ParticipantStore
 from bridge.meetings.service import MeetingService
 from bridge.meetings.store import Meeting, MeetingStore
@@ -126,6 +126,7 @@ class _Core:
     meeting_store: MeetingStore
     participants: ParticipantStore
     meetings: MeetingService
+    jobs: JobQueue
     room_settings: RoomSettings
     join_settings: JoinSettings
     links: MeetingLinks
@@ -186,26 +187,22 @@ async def start_features(
     crypto: EndToBridgeEncryption | None = None,
 ) -> Bridge:
     """Every feature, over the given ports: the production wiring, and the fast tests' too."""
-    clock = options.clock or SystemClock()
-    core = _core(settings, options, clock, db, matrix, livekit)
-    status = _status(core)
-    stack.push_async_callback(status.close)
+    core = _core(settings, options, options.clock or SystemClock(), db, matrix, livekit)
+    status = _status(core, stack)
     chat = _chat(core, stack)
     recordings, recording = _recording(core)
-    observers = ObserverGroup(status, followers=(_widgets(core), chat, recording))
-    stack.push_async_callback(observers.close)
-    core.room_settings.notify_changes_to(_meeting_changed_in(core.meeting_store, observers))
+    observers = _observers(core, stack, status, followers=(_widgets(core), chat, recording))
     lifecycle = MeetingLifecycle(
-        db, core.meeting_store, core.participants, core.livekit, clock, observers, recordings
+        db, core.meeting_store, core.participants, livekit, core.clock, observers, recordings
     )
     interval = options.reconcile_interval_s or settings.livekit.reconcile_interval
     _in_background(core, stack, keep_in_step(chat, lifecycle, status, interval))
-    transcripts = _transcripts(core, stack)
+    lobby, desk = _lobby(core, stack)
     commands = VisioCommands(
         core.meetings,
         matrix,
         settings=core.room_settings,
-        clock=clock,
+        clock=core.clock,
         status=status,
         observers=observers,
         recording=recording,
@@ -216,7 +213,6 @@ async def start_features(
         dispatcher.use_encryption(crypto)
     dispatcher.subscribe("m.room.message", chat.on_room_message)
     dispatcher.subscribe("m.room.redaction", chat.on_redaction)
-    lobby, desk = _lobby(core, stack)
     dispatcher.subscribe("m.reaction", desk.on_reaction)
     inbox = InboxStore(db)
     processor = _inbox_processor(core, inbox, dispatcher, stack)
@@ -232,26 +228,16 @@ async def start_features(
         status=status,
         chat=chat,
         lobby=desk,
-        transcripts=transcripts,
+        transcripts=_transcripts(core, stack),
         transactions=AppserviceAPI(
             settings.appservice.hs_token,
             inbox,
-            clock,
+            core.clock,
             processor.wake,
             dispatcher.is_own_user,
             crypto.handle_transaction_extras if crypto is not None else None,
         ),
-        join_page=JoinPage(
-            core.meetings,
-            matrix,
-            core.join_settings,
-            settings.meetings.default_language,
-            core.room_settings,
-            lobby,
-            desk,
-            RateLimiter(clock, per_minute=30, burst=10),
-            clock,
-        ),
+        join_page=_join_page(core, lobby, desk),
         token_api=await _token_api(core, stack),
         webhooks=WebhookAPI(
             WebhookVerifier(settings.livekit.api_key, settings.livekit.api_secret), lifecycle
@@ -343,6 +329,7 @@ def _core(
         meeting_store=meeting_store,
         participants=ParticipantStore(db),
         meetings=MeetingService(meeting_store, livekit, clock),
+        jobs=JobQueue(db, clock),
         room_settings=RoomSettings(RoomConfigStore(db), matrix, room_policy(settings), clock),
         join_settings=JoinSettings(
             livekit_url=settings.livekit.url,
@@ -355,11 +342,11 @@ def _core(
     )
 
 
-def _status(core: _Core) -> StatusPublisher:
+def _status(core: _Core, stack: contextlib.AsyncExitStack) -> StatusPublisher:
     async def language_of(meeting: Meeting) -> str:
         return await core.room_settings.language(meeting.room_id)
 
-    return StatusPublisher(
+    publisher = StatusPublisher(
         core.meeting_store,
         core.participants,
         core.matrix,
@@ -368,6 +355,8 @@ def _status(core: _Core) -> StatusPublisher:
         timezone=ZoneInfo(core.settings.meetings.timezone),
         coalesce_s=core.options.status_coalesce_s,
     )
+    stack.push_async_callback(publisher.close)
+    return publisher
 
 
 def _chat(core: _Core, stack: contextlib.AsyncExitStack) -> ChatMirror:
@@ -394,7 +383,7 @@ def _chat(core: _Core, stack: contextlib.AsyncExitStack) -> ChatMirror:
 def _recording(core: _Core) -> tuple[Recordings, RecordingKeeper]:
     recordings = Recordings(
         core.meeting_store,
-        JobQueue(core.db, core.clock),
+        core.jobs,
         core.livekit,
         recordings_dir=core.settings.transcription.recordings_dir,
     )
@@ -406,17 +395,23 @@ def _widgets(core: _Core) -> WidgetKeeper:
     return WidgetKeeper(core.meeting_store, core.matrix, core.room_settings, core.links)
 
 
-def _meeting_changed_in(
-    meetings: MeetingStore, observers: ObserverGroup
-) -> Callable[[str], Awaitable[None]]:
-    """A room's settings changed: its live meeting (if any) shows it at once."""
+def _observers(
+    core: _Core,
+    stack: contextlib.AsyncExitStack,
+    status: StatusPublisher,
+    followers: Sequence[MeetingFollower],
+) -> ObserverGroup:
+    observers = ObserverGroup(status, followers=followers)
+    stack.push_async_callback(observers.close)
 
     async def settings_changed(room_id: str) -> None:
-        meeting = await meetings.open_in_room(RoomID(room_id))
+        # A room's settings changed: its live meeting (if any) shows it at once.
+        meeting = await core.meeting_store.open_in_room(RoomID(room_id))
         if meeting is not None:
             observers.meeting_changed(meeting.id)
 
-    return settings_changed
+    core.room_settings.notify_changes_to(settings_changed)
+    return observers
 
 
 def _transcripts(core: _Core, stack: contextlib.AsyncExitStack) -> TranscriptWorker | None:
@@ -427,7 +422,7 @@ def _transcripts(core: _Core, stack: contextlib.AsyncExitStack) -> TranscriptWor
     if transcriber is None:
         return None
     worker = TranscriptWorker(
-        JobQueue(core.db, core.clock),
+        core.jobs,
         core.meeting_store,
         core.participants,
         transcriber,
@@ -463,6 +458,20 @@ def _lobby(core: _Core, stack: contextlib.AsyncExitStack) -> tuple[Lobby, LobbyD
     desk = LobbyDesk(lobby, core.meeting_store, core.matrix, core.room_settings, core.join_settings)
     _in_background(core, stack, expire_lobby(desk))
     return lobby, desk
+
+
+def _join_page(core: _Core, lobby: Lobby, desk: LobbyDesk) -> JoinPage:
+    return JoinPage(
+        core.meetings,
+        core.matrix,
+        core.join_settings,
+        core.settings.meetings.default_language,
+        core.room_settings,
+        lobby,
+        desk,
+        RateLimiter(core.clock, per_minute=30, burst=10),
+        core.clock,
+    )
 
 
 async def _token_api(core: _Core, stack: contextlib.AsyncExitStack) -> TokenAPI:
