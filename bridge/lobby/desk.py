@@ -1,8 +1,10 @@
 """The lobby as the room sees it: "Zoé (invité) attend l'entrée — ✅ / ⛔", decided by reactions.
 
 The bot posts one notice per waiting guest (and reacts ✅ and ⛔ itself, so members only have to
-click). A reaction from someone at or above the room's start power level decides; others are
-ignored. The notice is then edited to say what happened, including when nobody answered in time.
+click). Only an `m.annotation` of that notice, sent in the meeting's own room by someone joined
+to it at or above the room's start power level, decides; anything else is ignored. The notice
+is then edited to say what happened, including when nobody answered in time. An admitted guest
+gets a token only while the meeting is open and the room still lets guests in.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from bridge.lobby.requests import Lobby, LobbyRequest, LobbyState
 from bridge.meetings.store import Meeting, MeetingStore
 from bridge.messages.render import notice
 from bridge.ports import Matrix, txn_id_for
+from bridge.room_settings.config import Access
 from bridge.room_settings.service import RoomSettings
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,10 @@ class LobbyDesk:
         log.info("Guest %s waiting in the lobby of meeting %s", request.identity, meeting.id)
 
     async def on_reaction(self, event: Mapping[str, Any]) -> None:
-        relation = event.get("content", {}).get("m.relates_to") or {}
+        content = event.get("content")
+        relation = content.get("m.relates_to") if isinstance(content, Mapping) else None
+        if not isinstance(relation, Mapping) or relation.get("rel_type") != "m.annotation":
+            return
         key = relation.get("key")
         target = relation.get("event_id")
         if not isinstance(target, str) or key not in ADMIT_KEYS | REFUSE_KEYS:
@@ -69,6 +75,14 @@ class LobbyDesk:
         if meeting is None:
             return
         sender = str(event["sender"])
+        if event.get("room_id") != meeting.room_id:
+            # A reaction names its target by event id only: the same id "reacted to" from
+            # another room the bot is in must not decide this room's lobby.
+            log.warning("Ignoring a lobby reaction by %s sent from another room", sender)
+            return
+        if not await self._matrix.is_joined(meeting.room_id, sender):
+            log.info("Ignoring lobby reaction by %s, not joined to %s", sender, meeting.room_id)
+            return
         config = await self._room_settings.effective(meeting.room_id)
         level = await self._matrix.power_level(meeting.room_id, sender)
         if level < config.room.start_power_level:
@@ -114,6 +128,11 @@ class LobbyDesk:
             return None
         meeting = await self._meetings.by_id(request.meeting_id)
         if meeting is None or not meeting.is_open or now_ms > request.expires_at + TOKEN_WINDOW_MS:
+            return None
+        # The room may have closed to guests since the admission: its settings now decide.
+        config = await self._room_settings.effective(meeting.room_id)
+        if config.room.access is Access.MEMBERS or not config.room.enabled:
+            log.info("Admitted guest %s refused: the room no longer takes guests", request.identity)
             return None
         token = mint_token(
             self._join_settings,

@@ -34,6 +34,7 @@ from bridge.room_settings.store import RoomConfigStore
 log = logging.getLogger(__name__)
 
 ACCEPTED = "✅"
+_OPENNESS = {Access.MEMBERS: 0, Access.LOBBY: 1, Access.GUESTS: 2}
 REFUSED = "⛔"
 
 
@@ -168,8 +169,9 @@ class RoomSettings:
             )
 
     def level_to_change(self, previous: RoomConfig, new: RoomConfig) -> int:
-        opens_to_guests = previous.access is Access.MEMBERS and new.access is not Access.MEMBERS
-        if opens_to_guests:
+        # Any widening counts: members → lobby, members → guests, and lobby → guests (which
+        # lets guests in without anyone admitting them).
+        if _OPENNESS[new.access] > _OPENNESS[previous.access]:
             return max(self._policy.settings_power_level, self._policy.guests_power_level)
         return self._policy.settings_power_level
 
