@@ -209,7 +209,7 @@ class JoinPage:
         body = (
             f"<p>{_t(language, 'page_intro', starter=starter)}</p>{error_html}"
             f'<form method="post"><label for="name">{_t(language, "page_name_label")}</label>'
-            '<input id="name" name="name" maxlength="64" required autofocus autocomplete="name">'
+            '<input id="name" name="name" maxlength="48" required autofocus autocomplete="name">'
             f'<button type="submit">{_t(language, "page_join")}</button></form>'
             f'<p class="hint">{_t(language, "page_members_hint")}</p>'
         )

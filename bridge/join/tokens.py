@@ -7,6 +7,7 @@ ever sees a slug (ARCHITECTURE invariant 4).
 from __future__ import annotations
 
 import datetime
+import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from livekit import api
 
 from bridge.ids import LiveKitRoomName, ParticipantIdentity
 
-MAX_DISPLAY_NAME = 64
+MAX_DISPLAY_NAME = 48
 
 
 class InvalidDisplayName(ValueError):
@@ -32,13 +33,39 @@ class JoinSettings:
     token_ttl_s: int = 600
 
 
+# A guest's name is shown inside the bot's own notices and in participant lists, so it must not
+# be able to pass for something else: another person's Matrix id (`@…:…`), a link, a second
+# name in a comma-separated list, or text spilling onto new lines.
+_FORBIDDEN = frozenset("@:,;<>/\\|[]{}`")
+# With ":" and "/" refused no scheme can be written; what clients still turn into a link is a
+# bare domain ("mairie-paris.fr.evil.com"), so a dot between letters refuses ("J. Martin" passes).
+_URL_LIKE = re.compile(r"(?i)www\.|\w\.[a-z]{2,}")
+_MAX_COMBINING_IN_A_ROW = 2
+
+
 def clean_display_name(raw: str) -> str:
-    """Strip control characters and surrounding space; refuse empty or over-long names."""
-    name = "".join(ch for ch in raw if unicodedata.category(ch)[0] != "C").strip()
+    """A guest's name as the room will see it, or `InvalidDisplayName`.
+
+    NFKC folds look-alikes (fullwidth at signs, ligatures, odd spaces) onto what they imitate before
+    the checks; runs of spaces become one; control, format and line/paragraph separator
+    characters, the characters above, anything link-like and floods of combining marks refuse.
+    """
+    folded = unicodedata.normalize("NFKC", raw)
+    combining = 0
+    for ch in folded:
+        category = unicodedata.category(ch)
+        if category[0] == "C" or category in ("Zl", "Zp") or ch in _FORBIDDEN:
+            raise InvalidDisplayName(f"character U+{ord(ch):04X}")
+        combining = combining + 1 if category[0] == "M" else 0
+        if combining > _MAX_COMBINING_IN_A_ROW:
+            raise InvalidDisplayName("combining marks")
+    name = " ".join(folded.split())
     if not name:
         raise InvalidDisplayName("empty")
     if len(name) > MAX_DISPLAY_NAME:
         raise InvalidDisplayName("too long")
+    if _URL_LIKE.search(name):
+        raise InvalidDisplayName("looks like a link")
     return name
 
 
