@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import sys
 from pathlib import Path
@@ -91,11 +92,28 @@ def _generate_registration(config: Path, output: Path, *, force: bool) -> int:
         file.write(yaml.safe_dump(new_registration(settings), sort_keys=False))
     output.chmod(0o600)  # an existing file (--force) keeps its old mode otherwise
     print(f"Wrote {output}. Add it to Synapse's app_service_config_files and restart Synapse.")
+    if settings.encryption.enabled and not settings.encryption.pickle_key:
+        # Printed, not written: the config is the operator's file, and this key must not change
+        # once the bot's keys are stored under it.
+        print(
+            "Encryption is on without a pickle key: add to the config, and keep it secret:\n"
+            f"encryption:\n    pickle_key: {secrets.token_urlsafe(32)}"
+        )
     return 0
 
 
 def _check_config(config: Path) -> int:
+    from appservice import config_check
+
     settings = _load_or_exit(config)
+    for warning in config_check.warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
+    problems = config_check.problems(settings)
+    if problems:
+        print(f"{config} is not ready:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
     database = settings.database_url.split(":", 1)[0]
     print(f"{config} is valid: bot {settings.bot_mxid}, database {database}")
     return 0

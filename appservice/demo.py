@@ -114,12 +114,11 @@ def prepare_demo(workdir: Path) -> DemoSetup:
     registration_path = workdir / "registration.yaml"
     if not registration_path.exists():
         unsigned = load_settings(config_path, need_tokens=False)
-        registration_path.write_text(yaml.safe_dump(new_registration(unsigned)))
+        _write_private(registration_path, yaml.safe_dump(new_registration(unsigned)))
     password_path = workdir / "demo-password"
     first_run = not password_path.exists()
     if first_run:
-        password_path.write_text(secrets.token_urlsafe(12))
-        password_path.chmod(0o600)
+        _write_private(password_path, secrets.token_urlsafe(12))
     return DemoSetup(
         workdir=workdir,
         settings=load_settings(config_path),

@@ -41,8 +41,8 @@ from mautrix.util.logging import TraceLogger
 log = logging.getLogger(__name__)
 
 DEVICE_NAME = "visio-bridge"
-# Not a secret (the database holds the keys anyway); mautrix bridges use a fixed one too.
-PICKLE_KEY = "visio-bridge.e2ee"
+# What installs without `encryption.pickle_key` used, and still use so their keys stay readable.
+LEGACY_PICKLE_KEY = "visio-bridge.e2ee"
 
 
 class Undecryptable(Exception):
@@ -89,7 +89,13 @@ class EndToBridgeEncryption:
         database_url: str,
         database_args: Mapping[str, Any],
         msc4190: bool,
+        pickle_key: str = "",
     ) -> None:
+        if not pickle_key:
+            log.warning(
+                "encryption.pickle_key is not set: the bot's keys are stored under the key every "
+                "install shares; set one (visio-bridge generate-registration prints one)"
+            )
         self._bot = bot
         self._as_token = as_token
         self._msc4190 = msc4190
@@ -99,25 +105,25 @@ class EndToBridgeEncryption:
             db_args=dict(database_args),
             log=cast(TraceLogger, logging.getLogger("mau.crypto.db")),
         )
-        self._store = PgCryptoStore(str(bot.mxid), PICKLE_KEY, self._db)
+        self.store = PgCryptoStore(str(bot.mxid), pickle_key or LEGACY_PICKLE_KEY, self._db)
         self._rooms = _RoomEncryption(bot)
         self.client = Client(
             base_url=homeserver_address,
             mxid=bot.mxid,
             state_store=MemoryStateStore(),
-            sync_store=self._store,
+            sync_store=self.store,
             log=cast(TraceLogger, logging.getLogger("mau.crypto.client")),
         )
-        self.machine = OlmMachine(self.client, self._store, self._rooms)
+        self.machine = OlmMachine(self.client, self.store, self._rooms)
         self._sharing: dict[str, asyncio.Lock] = {}
 
     async def start(self) -> None:
         await self._db.start()
-        device_id = await self._store.get_device_id()
+        device_id = await self.store.get_device_id()
         await self._open_device(device_id)
         await self.machine.load()
         if not device_id:
-            await self._store.put_device_id(self.client.device_id)
+            await self.store.put_device_id(self.client.device_id)
             log.info("Encryption: new bot device %s", self.client.device_id)
         elif not await self._keys_on_server():
             # The server forgot our device (or the store is from elsewhere): start afresh.
@@ -126,10 +132,10 @@ class EndToBridgeEncryption:
                 "store and creating a new device",
                 device_id,
             )
-            await self._store.delete()
+            await self.store.delete()
             await self._open_device(None)
             await self.machine.load()
-            await self._store.put_device_id(self.client.device_id)
+            await self.store.put_device_id(self.client.device_id)
             log.info("Encryption: new bot device %s", self.client.device_id)
         await self.machine.share_keys()
 

@@ -17,10 +17,15 @@ from appservice.cli import main
 from appservice.demo import LIVEKIT_API_KEY, demo_livekit, prepare_demo
 
 CONFIG: dict[str, Any] = {
-    "homeserver": {"address": "https://matrix.example.org", "domain": "example.org"},
+    "homeserver": {"address": "https://matrix.ministere.test", "domain": "ministere.test"},
     "appservice": {"address": "http://bridge.internal:29340"},
-    "public_url": "https://visio.example.org",
-    "livekit": {"url": "wss://livekit.example.org", "api_key": "APIkey", "api_secret": "s3cret"},
+    "public_url": "https://visio.ministere.test",
+    "livekit": {
+        "url": "wss://livekit.ministere.test",
+        "api_key": "APIkey",
+        "api_secret": "a-long-random-secret-of-40-characters-xx",
+        "frontend_url": "https://visio.ministere.test/call?url={livekit_url}&token={token}",
+    },
 }
 
 
@@ -75,10 +80,10 @@ def test_namespaces_claim_the_bot_and_the_prefix(config: Path, tmp_path: Path) -
     def claimed(user_id: str) -> bool:
         return any(regex.fullmatch(user_id) for regex in regexes)
 
-    assert claimed("@visio:example.org")
-    assert claimed("@visio_alice:example.org")
-    assert not claimed("@alice:example.org")
-    assert not claimed("@visio_alice:exampleXorg")  # the dot in the domain is escaped
+    assert claimed("@visio:ministere.test")
+    assert claimed("@visio_alice:ministere.test")
+    assert not claimed("@alice:ministere.test")
+    assert not claimed("@visio_alice:ministereXtest")  # the dot in the domain is escaped
     assert not claimed("@visio:other.org")
 
 
@@ -112,7 +117,7 @@ def test_check_config_accepts_a_valid_config(
     capsys.readouterr()
     assert main(["check-config", "-c", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "@visio:example.org" in out
+    assert "@visio:ministere.test" in out
     assert "sqlite" in out
 
 
@@ -220,3 +225,49 @@ async def test_demo_livekit_starts_and_answers(tmp_path: Path) -> None:
         # Signed with the demo's key pair, on the demo's port: the bridge's own way in.
         response = await client.room.list_rooms(api.ListRoomsRequest())
     assert list(response.rooms) == []
+
+
+def _checked(tmp_path: Path, capsys: pytest.CaptureFixture[str], **changes: Any) -> tuple[int, str]:
+    """check-config on CONFIG with `changes` (section → keys), registration included."""
+    raw = yaml.safe_load(yaml.safe_dump(CONFIG))
+    for section, values in changes.items():
+        raw[section] = {**raw[section], **values} if isinstance(values, dict) else values
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert generate(path, tmp_path / "registration.yaml", "--force") == 0
+    capsys.readouterr()
+    code = main(["check-config", "-c", str(path)])
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({"livekit": {"api_key": "CHANGE_ME"}}, "livekit.api_key: still the example's placeholder"),
+        ({"livekit": {"api_secret": "CHANGE_ME_TO_A_LONG_RANDOM_SECRET"}}, "placeholder"),
+        ({"livekit": {"api_secret": "short"}}, "livekit.api_secret: shorter than 32 characters"),
+        ({"homeserver": {"domain": "example.org"}}, "homeserver.domain: still the example's"),
+        ({"public_url": "https://visio.example.org"}, "public_url: still the example's"),
+    ],
+)
+def test_check_config_refuses_what_the_example_left_to_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, Any], said: str
+) -> None:
+    code, err = _checked(tmp_path, capsys, **changes)
+    assert code == 1
+    assert said in err
+
+
+def test_check_config_warns_when_guests_tokens_would_leave_the_operators_domain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hosted = {
+        "frontend_url": "https://meet.livekit.io/custom?liveKitUrl={livekit_url}&token={token}"
+    }
+    code, err = _checked(tmp_path, capsys, livekit=hosted)
+    assert code == 0
+    assert "meet.livekit.io, outside your domain" in err
+    code, err = _checked(tmp_path, capsys)
+    assert code == 0
+    assert "outside your domain" not in err
