@@ -11,10 +11,11 @@ import html
 import json
 import logging
 import secrets
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from aiohttp import web
 
+from appservice.http.bodies import BodyTooLarge, read_capped
 from bridge.ids import ParticipantIdentity
 from bridge.join.tokens import (
     InvalidDisplayName,
@@ -37,6 +38,8 @@ from bridge.room_settings.service import EffectiveConfig, RoomSettings
 log = logging.getLogger(__name__)
 
 LONG_POLL_S = 25.0
+# The form has one field of 64 characters: even percent-encoded 4-byte characters fit in 1 KiB.
+MAX_FORM_BYTES = 8 * 1024
 
 # The waiting room: long-polls its request until a member decides, then goes to the call.
 _LOBBY_SCRIPT = """
@@ -123,10 +126,12 @@ class JoinPage:
         if isinstance(opened, web.Response):
             return opened
         meeting, config = opened
-        form = await request.post()
-        raw_name = form.get("name")
         try:
-            name = clean_display_name(raw_name if isinstance(raw_name, str) else "")
+            raw_name = await _posted_name(request)
+        except BodyTooLarge:
+            return web.Response(status=413, text="Request too large")
+        try:
+            name = clean_display_name(raw_name)
         except InvalidDisplayName:
             return await self._form(
                 meeting, language, error=i18n.text(language, "page_name_invalid")
@@ -236,6 +241,21 @@ class JoinPage:
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
+
+
+async def _posted_name(request: web.Request) -> str:
+    """The form's `name` ("" when missing or unreadable), from a body read with a hard cap.
+
+    Not `request.post()`: that reads up to the app-wide 16 MiB, accepts multipart (spooled to
+    temporary files), and raises on bytes that are not UTF-8 (a 500)."""
+    body = await read_capped(request, MAX_FORM_BYTES)
+    if request.content_type != "application/x-www-form-urlencoded":
+        return ""
+    try:
+        fields = parse_qs(body.decode("utf-8"), max_num_fields=8, errors="strict")
+    except ValueError:  # not UTF-8, percent-encoded bytes that are not UTF-8, too many fields
+        return ""
+    return fields.get("name", [""])[0]
 
 
 def _t(language: str, key: str, **fields: str) -> str:

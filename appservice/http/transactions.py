@@ -1,19 +1,26 @@
 """The application service API the homeserver calls: transactions, ping, user and room queries.
 
 A transaction is acknowledged only after its events are in the inbox table; any failure to
-store them answers 500, so the homeserver keeps the transaction and retries it later.
+store them answers 500, so the homeserver keeps the transaction and retries it later. Because
+a retried transaction blocks every one after it, nothing the sender controls may cause that
+500: a body that is not JSON gets 400, and an event that could not be stored (wrong types,
+lone surrogates, absurd nesting) is dropped with a log line while the rest is stored.
+
+The hs_token is accepted only in the `Authorization: Bearer` header, as the current AS spec
+says (Synapse always sends it; `?access_token=` would end up in proxy logs).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from appservice.http.bodies import BodyTooLarge, NotJSON, parse_json, read_capped
+from appservice.http.events import usable_events, usable_txn_id
 from bridge.inbox.store import InboxStore
 from bridge.ports import Clock
 
@@ -50,7 +57,6 @@ class AppserviceAPI:
     def _refusal(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
-        token = token or request.query.get("access_token")
         if not token:
             return matrix_error(401, "M_UNAUTHORIZED", "Missing hs_token")
         if not hmac.compare_digest(token.encode(), self._hs_token):
@@ -61,16 +67,19 @@ class AppserviceAPI:
         if (refusal := self._refusal(request)) is not None:
             return refusal
         txn_id = request.match_info["txn_id"]
-        if request.content_length and request.content_length > MAX_TRANSACTION_BYTES:
-            return matrix_error(413, "M_TOO_LARGE", "Transaction too large")
+        if not usable_txn_id(txn_id):
+            return matrix_error(400, "M_INVALID_PARAM", "Unusable transaction id")
         try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
+            body = parse_json(await read_capped(request, MAX_TRANSACTION_BYTES))
+        except BodyTooLarge:
+            return matrix_error(413, "M_TOO_LARGE", "Transaction too large")
+        except NotJSON as err:
+            log.warning("Transaction %s refused: body is not JSON (%s)", txn_id, err)
             return matrix_error(400, "M_NOT_JSON", "Transaction body is not JSON")
         events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(events, list):
             return matrix_error(400, "M_BAD_JSON", "Transaction has no events list")
-        pdus: list[dict[str, Any]] = [event for event in events if isinstance(event, dict)]
+        pdus = usable_events(txn_id, events)
         try:
             if self._on_extras is not None:
                 await self._on_extras(body)

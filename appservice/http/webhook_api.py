@@ -2,7 +2,8 @@
 
 A bad or missing signature gets 401 and changes nothing. A webhook for a room the bridge does
 not own, or one it has already applied (same id), gets 200 and is ignored. A failure to apply
-gets 500, so LiveKit's own retry can try again.
+gets 500, so LiveKit's own retry can try again. The body is read with a hard cap (413), even
+when it comes chunked, before anything looks at it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 
 from aiohttp import web
 
+from appservice.http.bodies import BodyTooLarge, read_capped
 from bridge.meetings.lifecycle import MeetingLifecycle
 from bridge.meetings.webhooks import WebhookRejected, WebhookVerifier, translate
 
@@ -25,9 +27,10 @@ class WebhookAPI:
         self._lifecycle = lifecycle
 
     async def receive(self, request: web.Request) -> web.Response:
-        if request.content_length and request.content_length > MAX_WEBHOOK_BYTES:
+        try:
+            body = await read_capped(request, MAX_WEBHOOK_BYTES)
+        except BodyTooLarge:
             return web.json_response({"error": "too large"}, status=413)
-        body = await request.read()
         try:
             event = self._verifier.verify(body, request.headers.get("Authorization"))
         except WebhookRejected as err:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
 from bridge.chat.messages import (
     CHAT_STREAM_TOPIC,
@@ -43,6 +43,35 @@ OnLost = Callable[[], None]
 
 class CallJoinFailed(Exception):
     pass
+
+
+class TextChunks(Protocol):
+    """What `read_capped_text` needs of `rtc.TextStreamReader`: its chunks, and `close()`."""
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    def close(self) -> None: ...
+
+
+async def read_capped_text(reader: TextChunks, limit: int = MAX_CHAT_CHARS) -> str:
+    """The first `limit` characters of a text stream, reading no further than that.
+
+    `read_all()` would hold a stream of any size in memory before we cut it; a sender could
+    stream without end. The reader is closed when we stop early, as the SDK asks (otherwise its
+    subscription to the native event queue lives on).
+    """
+    parts: list[str] = []
+    size = 0
+    try:
+        async for chunk in reader:
+            part = chunk[: limit - size]
+            parts.append(part)
+            size += len(part)
+            if size >= limit:
+                break
+    finally:
+        reader.close()  # a no-op when the stream already ended
+    return "".join(parts)
 
 
 class _RtcConnection:
@@ -151,7 +180,7 @@ class LiveKitCallChat:
             )
 
         async def read_stream(reader: rtc.TextStreamReader, identity: str) -> None:
-            text = (await reader.read_all())[:MAX_CHAT_CHARS]
+            text = await read_capped_text(reader)
             info = reader.info
             timestamp = int(info.timestamp) or int(time.time() * 1000)
             await deliver(

@@ -29,6 +29,10 @@ from bridge.recording.recordings import Recordings
 
 log = logging.getLogger(__name__)
 
+# Webhook ids are kept to spot LiveKit's retries, which come within minutes; a day is ample,
+# and without a purge the table would grow with every webhook ever received.
+WEBHOOK_ID_TTL_MS = 24 * 60 * 60 * 1000
+
 
 @dataclass(frozen=True)
 class ReconcileReport:
@@ -134,7 +138,13 @@ class MeetingLifecycle:
         return meeting.id
 
     async def reconcile(self) -> ReconcileReport:
-        """Bring live meetings in line with LiveKit (after downtime or lost webhooks)."""
+        """Bring live meetings in line with LiveKit (after downtime or lost webhooks).
+
+        Each pass also forgets webhook ids older than `WEBHOOK_ID_TTL_MS`."""
+        await self._db.execute(
+            "DELETE FROM livekit_webhooks WHERE received_at < $1",
+            self._clock.now_ms() - WEBHOOK_ID_TTL_MS,
+        )
         live = [m for m in await self._meetings.open_meetings() if m.state is MeetingState.LIVE]
         if not live:
             return ReconcileReport(0, 0, 0)

@@ -5,12 +5,17 @@ file is complete) → `queued` (a transcription job exists) → `done` | `failed
 someone stops it (`/visio transcript off`), `failed` when LiveKit could not record. A job is
 queued once both facts are known, whichever comes first: the recording is complete, and the
 meeting has ended. Both transitions are guarded, so a replayed webhook queues nothing twice.
+
+The file a finished recording names (from the `egress_ended` webhook) must lie inside the
+recordings folder: the transcription worker reads it, then deletes it. Any other path is
+refused, and the recording counts as failed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -87,6 +92,11 @@ class Recordings:
         meeting = await self._meetings.by_egress(egress_id)
         if meeting is None or meeting.transcript_state != "recording":
             return None  # not ours, cancelled, or a replay
+        if usable and not self.inside_recordings_dir(filename):
+            log.warning(
+                "Recording of meeting %s refused: %r is outside %s", meeting.id, filename, self._dir
+            )
+            usable, error = False, "file outside the recordings folder"
         if not usable:
             await self._meetings.set_transcript_state(
                 meeting.id, "failed", only_from=("recording",)
@@ -98,6 +108,17 @@ class Recordings:
         await self.queue_if_ready(meeting.id)
         refreshed = await self._meetings.by_id(meeting.id)
         return RecordingOutcome(refreshed or meeting, failed=False)
+
+    def inside_recordings_dir(self, path: str) -> bool:
+        """Whether `path`, resolved (`..`, symbolic links), is a file inside the recordings folder.
+
+        Resolved on this host: the folder is shared with the egress server and the workers, so a
+        link planted there is followed to where it really points."""
+        if not path or "\x00" in path:
+            return False
+        folder = os.path.realpath(self._dir)
+        target = os.path.realpath(path)
+        return target != folder and os.path.commonpath([folder, target]) == folder
 
     async def queue_if_ready(self, meeting_id: MeetingID) -> bool:
         """Queue the transcription when the recording is complete and the meeting is over."""

@@ -10,6 +10,7 @@ The parser is pure and total: any JSON value gives a config or a `RoomConfigErro
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -142,6 +143,10 @@ _TRUE_WORDS = frozenset({"true", "yes", "on", "oui", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "off", "non", "0"})
 _BOOLEAN_FIELDS = frozenset({"enabled", "chat_mirror"})
 _INTEGER_FIELDS = frozenset({"start_power_level", "end_power_level", "max_participants"})
+# ASCII digits only, one optional minus (so "-5" is refused as out of range, not as a type),
+# and few enough that no one makes int() work hard. Not str.isdigit(): it takes "²" and "٣",
+# which int() then refuses or reads; "--5" passed lstrip("-") but not int().
+_INTEGER_WORD = re.compile(r"-?[0-9]{1,9}")
 
 
 def _from_text(name: str, raw: str) -> Any:
@@ -152,6 +157,6 @@ def _from_text(name: str, raw: str) -> Any:
             return True
         if word.lower() in _FALSE_WORDS:
             return False
-    elif name in _INTEGER_FIELDS and word.lstrip("-").isdigit() and len(word) <= 9:
+    elif name in _INTEGER_FIELDS and _INTEGER_WORD.fullmatch(word):
         return int(word)
     return word  # anything else is refused by the field's own parser, with its message
