@@ -6,7 +6,6 @@ the room's messages as LiveKit's apps do, and type with either of LiveKit's chat
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import nio
@@ -21,6 +20,7 @@ from live_calls import (
     start_meeting,
     wait_room_text,
     wait_room_texts,
+    wait_status,
     wait_until,
 )
 
@@ -37,6 +37,11 @@ async def _live(stack: Stack, **settings: Any) -> tuple[Human, str, str]:
         await alice.client.room_put_state(room, ROOM_CONFIG_EVENT, settings)
     _, slug = await start_meeting(alice, room)
     return alice, room, slug
+
+
+def _replies_to(event: dict[str, Any], event_id: str) -> bool:
+    relation = event["content"].get("m.relates_to", {})
+    return bool(relation.get("m.in_reply_to", {}).get("event_id") == event_id)
 
 
 def _from_the_room(line: HeardChat) -> bool:
@@ -82,13 +87,18 @@ async def test_room_messages_reach_the_call_with_edits_and_deletions(live_stack:
 
 
 async def test_commands_and_the_bots_own_messages_stay_out_of_the_call(live_stack: Stack) -> None:
-    alice, room, slug = await _live(live_stack)
+    alice = await live_stack.human("alice", "Alice")
+    room = await live_stack.room_with_bot(alice)
+    status, slug = await start_meeting(alice, room)
     zoe = await join_as_guest(live_stack, slug, "Zoé")
-    await alice.send(room, "!visio status")
-    await alice.wait_for(room, lambda e: "Visio en cours" in e["content"]["body"])
+    # The bot's own messages in the room: the status edit for Zoé, the answer to a command.
+    await wait_status(alice, room, status["event_id"], "Zoé")
+    command = await alice.send(room, "!visio status")
+    await alice.wait_for(room, lambda e: _replies_to(e, command))
+    # Then a message that is mirrored: the room's events reach the call in their order, so
+    # once it is heard, any of those mirrored would have been heard before it.
     await alice.send(room, "fin du test")
     await zoe.wait_heard(lambda h: h.text == "Alice : fin du test")
-    await asyncio.sleep(0.5)  # anything else the bridge sent would have arrived by now
     assert [h.text for h in zoe.heard] == ["Alice : fin du test"]
 
 
@@ -139,12 +149,21 @@ async def test_chat_mirror_off_is_honoured(live_stack: Stack) -> None:
     zoe = await join_as_guest(live_stack, slug, "Zoé")
     await alice.send(room, "pas pour la visio")
     await zoe.say("pas pour le salon")
-    await asyncio.sleep(1.0)  # what a mirror would have carried has arrived by now
-    assert zoe.heard == []
     assert BRIDGE_IDENTITY not in zoe.others()
+    # The mirror turned on, then one message each way that it carries: each way keeps its
+    # order, so once they arrive, the two above would have arrived before them.
+    await alice.client.room_put_state(room, ROOM_CONFIG_EVENT, {"chat_mirror": True})
+    await bridge_in_call(zoe)
+    await alice.send(room, "pour la visio")
+    await zoe.wait_heard(lambda h: h.text == "Alice : pour la visio")
+    await zoe.say("pour le salon")
+    await wait_room_text(alice, room, lambda e: e["content"]["body"] == "pour le salon")
+    assert [h.text for h in zoe.heard] == ["Alice : pour la visio"]
     assert [e["content"]["body"] for e in await room_texts(alice, room)] == [
         "!visio",
         "pas pour la visio",
+        "pour la visio",
+        "pour le salon",
     ]
 
 
@@ -178,10 +197,15 @@ async def test_a_restart_in_a_burst_loses_and_doubles_nothing(live_stack: Stack)
         await zoe.say(f"appel {n:02d}")
     await wait_room_texts(alice, room, lambda e: e["sender"] == ghost, count=51)
     await zoe.wait_heard(lambda h: h.id == sent[-1], timeout=30)
-    await asyncio.sleep(1.0)  # a doubled message would have arrived by now
+    # One more each way: each way keeps its order, so once these arrive, a doubled message
+    # would have arrived before them.
+    last = await alice.send(room, "salon fin")
+    await zoe.say("appel fin")
+    await zoe.wait_heard(lambda h: h.id == last)
+    await wait_room_text(alice, room, lambda e: e["content"]["body"] == "appel fin")
     posted = [e["content"]["body"] for e in await room_texts(alice, room) if e["sender"] == ghost]
-    assert posted == ["bonjour"] + [f"appel {n:02d}" for n in range(50)]
+    assert posted == ["bonjour"] + [f"appel {n:02d}" for n in range(50)] + ["appel fin"]
     from_room = [h for h in zoe.heard if _from_the_room(h)]
-    assert list(dict.fromkeys(h.id for h in from_room)) == sent
+    assert list(dict.fromkeys(h.id for h in from_room)) == [*sent, last]
     texts = {h.id: h.text for h in from_room}
     assert [texts[event_id] for event_id in sent] == [f"Alice : salon {n:02d}" for n in range(50)]

@@ -4,7 +4,7 @@ People join with the tokens the bridge mints and connect over real WebRTC on loo
 status message follows what the server itself reports (`participant_joined`, `participant_left`,
 `room_finished`), and the reconciler repairs what the bridge missed while it was down.
 What the server cannot be made to do (forged, replayed, out-of-order or lost webhooks) is in
-`test_lifecycle_e2e.py`, on the double.
+`test_meeting_lifecycle.py`, on the fast tier.
 """
 
 from __future__ import annotations
