@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import pytest
 from fast import ALICE, ROOM, FastBridge
 
 
@@ -112,12 +111,6 @@ async def test_a_transactions_events_are_handled_in_order(fast: FastBridge) -> N
     assert [sent.body for sent in fast.matrix.replies_to("$status")] == [status]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="production bug, reported: a transaction id seen before drops the whole body, "
-    "though the inbox already deduplicates by event id; Synapse on SQLite numbers its "
-    "transactions from 1 again after each restart, so the bridge ignores new commands",
-)
 async def test_a_reused_transaction_id_with_new_events_loses_none_of_them(
     fast: FastBridge,
 ) -> None:

@@ -83,16 +83,16 @@ class AppserviceAPI:
         try:
             if self._on_extras is not None:
                 await self._on_extras(body)
-            fresh = await self._inbox.accept(txn_id, pdus, self._clock.now_ms())
+            new = await self._inbox.accept(txn_id, pdus, self._clock.now_ms())
         except Exception:
             # Not stored means not acknowledged: the homeserver will send it again.
             log.exception("Could not store transaction %s; asking the homeserver to retry", txn_id)
             return matrix_error(500, "M_UNKNOWN", "Could not store the transaction")
-        if fresh:
-            log.debug("Stored transaction %s with %d events", txn_id, len(pdus))
+        if new:
+            log.debug("Stored %d new event(s) of transaction %s", new, txn_id)
             self._on_stored()
-        else:
-            log.info("Transaction %s was already stored; acknowledging again", txn_id)
+        elif pdus:
+            log.info("Transaction %s brought no new event: a retry, acknowledged again", txn_id)
         return web.json_response({})
 
     async def ping(self, request: web.Request) -> web.Response:

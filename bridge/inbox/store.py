@@ -29,37 +29,40 @@ class InboxStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def accept(self, txn_id: str, events: Sequence[Mapping[str, Any]], now_ms: int) -> bool:
-        """Store a transaction's events; False when this transaction id was already stored."""
+    async def accept(self, txn_id: str, events: Sequence[Mapping[str, Any]], now_ms: int) -> int:
+        """Store a transaction's events; returns how many were new.
+
+        Event ids are the identity, not transaction ids: Synapse on SQLite numbers its
+        transactions from 1 again after a restart, so a "known" transaction id may carry new
+        events, and dropping it would make the bot deaf. A true retry adds nothing.
+        """
+        rows = [
+            (event["event_id"], txn_id, event.get("room_id"), json.dumps(event, ensure_ascii=False))
+            for event in events
+            if isinstance(event.get("event_id"), str)
+        ]
         async with self._db.acquire() as conn, conn.transaction():
-            fresh = await conn.fetchval(
+            await conn.execute(
                 "INSERT INTO appservice_txns (txn_id, received_at, event_count) "
-                "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING txn_id",
+                "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 txn_id,
                 now_ms,
                 len(events),
             )
-            if fresh is None:
-                return False
-            rows = [
-                (
-                    event["event_id"],
-                    txn_id,
-                    event.get("room_id"),
-                    json.dumps(event, ensure_ascii=False),
-                    now_ms,
-                )
-                for event in events
-                if isinstance(event.get("event_id"), str)
-            ]
-            if rows:
-                await conn.executemany(
+            new = 0
+            for event_id, txn, room_id, payload in rows:
+                stored = await conn.fetchval(
                     "INSERT INTO inbox (event_id, txn_id, room_id, payload, received_at, "
                     "next_attempt_at) VALUES ($1, $2, $3, $4, $5, $5) "
-                    "ON CONFLICT (event_id) DO NOTHING",
-                    rows,
+                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                    event_id,
+                    txn,
+                    room_id,
+                    payload,
+                    now_ms,
                 )
-            return True
+                new += stored is not None
+            return new
 
     async def due(self, now_ms: int, limit: int = 200) -> list[InboxItem]:
         rows = await self._db.fetch(
