@@ -38,6 +38,8 @@ class ConfigError(Exception):
 class HomeserverSettings:
     address: str
     domain: str
+    # Federated homeservers whose users may join with OpenID; empty for any public one.
+    openid_allowed_servers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,9 @@ class TranscriptionSettings:
 class EncryptionSettings:
     enabled: bool
     msc4190: bool  # create the bot's device the MSC4190 way (homeserver behind MAS)
+    # Encrypts the bot's Olm/Megolm keys in the database; "" keeps the key of versions before
+    # 0.2, which every install shares (so a copy of the database is a copy of the keys).
+    pickle_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -237,6 +242,7 @@ def parse_settings(
     homeserver = HomeserverSettings(
         address=r.url("homeserver.address", ("http", "https")),
         domain=r.text("homeserver.domain"),
+        openid_allowed_servers=_server_names(r, "homeserver.openid_allowed_servers"),
     )
     tokens = _registration_tokens(r) if need_tokens else ("", "")
     bot_username = r.text("appservice.bot_username", "visio")
@@ -314,6 +320,7 @@ def parse_settings(
     encryption = EncryptionSettings(
         enabled=r.boolean("encryption.enabled", False),
         msc4190=r.boolean("encryption.msc4190", False),
+        pickle_key=r.text("encryption.pickle_key", ""),
     )
     transcription = TranscriptionSettings(
         recordings_dir=r.text("transcription.recordings_dir", "/var/lib/visio-bridge/recordings"),
@@ -386,6 +393,16 @@ def _permissions(r: _Reader) -> dict[str, str]:
             continue
         result[str(key)] = str(level)
     return result
+
+
+def _server_names(r: _Reader, path: str) -> tuple[str, ...]:
+    raw = r.node(path)
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(name, str) and name for name in raw):
+        r.problem(path, "must be a list of server names, such as [example.org]")
+        return ()
+    return tuple(name.lower() for name in raw)
 
 
 def _websocket_url(url: object) -> str:

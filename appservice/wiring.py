@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -133,6 +135,8 @@ class _Core:
 
 
 def open_database(settings: Settings) -> Database:
+    if settings.database_url.startswith("sqlite:"):
+        _keep_private(Path(settings.database_url.removeprefix("sqlite:")))
     return Database.create(
         settings.database_url,
         upgrade_table=upgrade_table,
@@ -141,6 +145,18 @@ def open_database(settings: Settings) -> Database:
         # Refuse to run inside a homeserver's database by mistake (mautrix checks for Synapse's).
         ignore_foreign_tables=False,
     )
+
+
+def _keep_private(sqlite_file: Path) -> None:
+    """Create the SQLite file readable by its owner only: it holds chat, names and, with
+    encryption, the bot's keys. SQLite gives its -wal and -shm files the same mode."""
+    if sqlite_file.exists():
+        if sqlite_file.stat().st_mode & 0o077:
+            log.warning("%s was readable by others: now owner-only (0600)", sqlite_file)
+            sqlite_file.chmod(0o600)
+        return
+    with contextlib.suppress(OSError):  # a bad path is reported by the database itself
+        os.close(os.open(sqlite_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None]) -> None:
@@ -283,6 +299,7 @@ async def _encryption(
         database_url=settings.database_url,
         database_args=settings.database_args,
         msc4190=settings.encryption.msc4190,
+        pickle_key=settings.encryption.pickle_key,
     )
     await crypto.start()
     stack.push_async_callback(crypto.stop)
@@ -475,16 +492,20 @@ def _join_page(core: _Core, lobby: Lobby, desk: LobbyDesk) -> JoinPage:
 
 
 async def _token_api(core: _Core, stack: contextlib.AsyncExitStack) -> TokenAPI:
-    session = aiohttp.ClientSession()
-    stack.push_async_callback(session.close)
     homeserver = core.settings.homeserver
+    # Our homeserver is reached at its configured address; any other goes through the guard.
+    verifier = OpenIDVerifier(
+        {homeserver.domain: homeserver.address},
+        allowed_servers=homeserver.openid_allowed_servers,
+    )
+    stack.push_async_callback(verifier.close)
 
     async def moderator_level(room_id: RoomID) -> int:
         return (await core.room_settings.effective(room_id)).end_power_level
 
     member_join = MemberJoin(
         core.meetings,
-        OpenIDVerifier(session, {homeserver.domain: homeserver.address}),
+        verifier,
         core.matrix,
         core.join_settings,
         moderator_level,

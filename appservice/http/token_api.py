@@ -5,6 +5,10 @@ Body: `{"slug": "abc-defg-hij", "user_id": "@alice:example.org",
 Answers `{"token", "livekit_url", "room", "identity", "frontend_url"}`, or a Matrix-style error:
 `M_UNAUTHORIZED` (bad OpenID), `M_FORBIDDEN` (not a member), `M_NOT_FOUND` (no live meeting),
 `M_LIMIT_EXCEEDED` (rate limit, per client address and per meeting), `M_BAD_JSON`.
+
+The meeting is looked up before its rate-limit bucket is spent and before the OpenID token is
+verified: verification contacts the homeserver the caller names, and a made-up link must cost
+the bridge nothing but a database lookup.
 """
 
 from __future__ import annotations
@@ -53,11 +57,12 @@ class TokenAPI:
             return matrix_error(
                 400, "M_BAD_JSON", "Expected slug, openid_token.access_token, matrix_server_name"
             )
-        if not self._per_meeting.allow(f"slug:{slug}"):
-            return _limited()
         try:
+            meeting = await self._member_join.live_meeting(slug)
+            if not self._per_meeting.allow(f"slug:{slug}"):
+                return _limited()
             grant = await self._member_join.grant(
-                slug, openid["access_token"], openid["matrix_server_name"], claimed
+                meeting, openid["access_token"], openid["matrix_server_name"], claimed
             )
         except JoinRefused as refusal:
             return matrix_error(refusal.status, refusal.errcode, refusal.error)
