@@ -89,6 +89,12 @@ class FastBridge:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
+    async def restart(self) -> None:
+        """Stop the bridge and start it again: same database, homeserver (fake) and clock."""
+        await self._stack.aclose()
+        self._stack = contextlib.AsyncExitStack()
+        await self.__aenter__()
+
     async def _serve_http(self, port: int) -> None:
         app = web.Application()
         app[BRIDGE] = self.running
@@ -109,6 +115,27 @@ class FastBridge:
         await self.settle()
         return str(event["event_id"])
 
+    async def put_state(
+        self,
+        event_type: str,
+        content: dict[str, Any],
+        *,
+        sender: str = ALICE,
+        room: str = ROOM,
+        state_key: str = "",
+    ) -> str:
+        """A member writes a state event: the homeserver stores it, then sends it to the bridge."""
+        self.matrix.put_state(room, event_type, content, sender=sender, state_key=state_key)
+        return await self.event(
+            {
+                "type": event_type,
+                "state_key": state_key,
+                "sender": sender,
+                "room_id": room,
+                "content": content,
+            }
+        )
+
     async def say(self, body: str, *, sender: str = ALICE, room: str = ROOM, **extra: Any) -> str:
         content = {"msgtype": "m.text", "body": body, **extra}
         return await self.event(
@@ -117,10 +144,18 @@ class FastBridge:
 
     async def settle(self) -> None:
         """Process everything due, and wait for everything that caused (edits, widgets…)."""
-        while await self.running.processor.drain():
-            pass
-        await self.running.observers.settled()
-        await self.running.status.settled()
+        for _ in range(100):
+            while await self.running.processor.drain():
+                pass
+            await self.running.observers.settled()
+            await self.running.status.settled()
+            # The homeserver sends the bot's own state events back (settings are applied then).
+            echoes = self.matrix.take_echoes()
+            if not echoes:
+                return
+            txn = f"txn-echo-{echoes[0]['event_id']}"
+            await self.running.inbox.accept(txn, echoes, self.clock.now_ms())
+        raise AssertionError(f"the bridge keeps answering its own state events: {echoes}")
 
     # --- what the room shows -----------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 from fakes.matrix import Sent
 from fast import ROOM, FastBridge
 from livekit.protocol import models
@@ -74,25 +73,15 @@ async def test_joins_and_leaves_edit_the_status_message(fast: FastBridge) -> Non
     assert [s.kind for s in fast.matrix.in_room(ROOM)] == ["notice"] + ["edit"] * 4
 
 
-async def test_a_burst_of_joins_rides_along_with_the_edit_in_flight(
-    fast: FastBridge, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_burst_of_joins_rides_along_with_the_edit_in_flight(fast: FastBridge) -> None:
     status, lk_room = await _live_meeting(fast)
     # The homeserver is slow: the first edit is held on its way until the burst is over.
-    in_flight, release = asyncio.Event(), asyncio.Event()
-    edit_notice = fast.matrix.edit_notice
-
-    async def slow_edit(*args: Any, **kwargs: Any) -> str:
-        in_flight.set()
-        await release.wait()
-        return await edit_notice(*args, **kwargs)
-
-    monkeypatch.setattr(fast.matrix, "edit_notice", slow_edit)
+    gate = fast.matrix.hold_sends()
     await fast.livekit.join(lk_room, "guest-00", "Invité 00")
-    await asyncio.wait_for(in_flight.wait(), timeout=10)
+    await asyncio.wait_for(gate.arrived.wait(), timeout=10)
     for n in range(1, 30):
         await fast.livekit.join(lk_room, f"guest-{n:02d}", f"Invité {n:02d}")
-    release.set()
+    gate.open()
     await fast.settle()
     # Twenty-nine joins during one edit: one more edit, showing all thirty.
     edits = [sent.body for sent in fast.matrix.edits_of(status)]

@@ -5,11 +5,12 @@ returns the first event (so a replayed command shows the room one answer), state
 back what was written, and a room that forbids the bot raises `BotLacksPower`. Everything the
 bridge sends is kept, in order, as `Sent` records that tests read like a room's timeline.
 Members, display names and power levels are set by the test; `homeserver_down()` makes every
-call raise `MatrixUnavailable` until `homeserver_back()`.
+call raise `MatrixUnavailable` until `homeserver_back()`; `hold_sends()` makes it slow.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,17 @@ class Sent:
     content: dict[str, Any] = field(default_factory=dict)  # state events and files
 
 
+class _Gate:
+    """A slow homeserver: `arrived` is set when a send is waiting; `open()` lets all through."""
+
+    def __init__(self) -> None:
+        self.arrived = asyncio.Event()
+        self.opened = asyncio.Event()
+
+    def open(self) -> None:
+        self.opened.set()
+
+
 @dataclass
 class _Room:
     members: set[str] = field(default_factory=set)
@@ -56,9 +68,11 @@ class FakeMatrix:
         self._by_txn: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._down = False
+        self._gate: _Gate | None = None
         self.sent: list[Sent] = []
         self.joined_rooms: set[str] = set()
         self.left_rooms: list[tuple[str, str]] = []
+        self._echoes: list[dict[str, Any]] = []  # the bot's state events, not yet sent back
 
     # --- what the test sets up ------------------------------------------------------------
 
@@ -87,6 +101,32 @@ class FakeMatrix:
 
     def leave_room(self, room_id: str, user_id: str) -> None:
         self._rooms[room_id].members.discard(user_id)
+
+    def put_state(
+        self,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        *,
+        sender: str,
+        state_key: str = "",
+    ) -> None:
+        """A member writes a state event: stored if their level allows it, as a homeserver does."""
+        room = self._rooms[room_id]
+        needed = room.state_levels.get(event_type, room.state_default)
+        if room.levels.get(sender, 0) < needed:
+            raise PermissionError(f"{sender} needs level {needed} for {event_type}")
+        room.state[(event_type, state_key)] = dict(content)
+
+    def take_echoes(self) -> list[dict[str, Any]]:
+        """The bot's state events since the last call, as the homeserver sends them back."""
+        echoes, self._echoes = self._echoes, []
+        return echoes
+
+    def hold_sends(self) -> _Gate:
+        """Make the homeserver slow: every send waits, from now on, until the gate opens."""
+        self._gate = _Gate()
+        return self._gate
 
     def homeserver_down(self) -> None:
         self._down = True
@@ -131,6 +171,7 @@ class FakeMatrix:
         reply_to: str | None = None,
         thread_root: str | None = None,
     ) -> str:
+        await self._through_gate()
         return self._record(
             Sent(
                 "",
@@ -145,6 +186,7 @@ class FakeMatrix:
         )
 
     async def edit_notice(self, room_id: str, event_id: str, notice: Notice, *, txn_id: str) -> str:
+        await self._through_gate()
         return self._record(
             Sent("", room_id, "edit", notice.plain, notice.html, txn_id, edit_of=event_id)
         )
@@ -159,6 +201,7 @@ class FakeMatrix:
         sender_name: str | None = None,
         edit_of: str | None = None,
     ) -> str:
+        await self._through_gate()
         return self._record(
             Sent(
                 "",
@@ -184,6 +227,7 @@ class FakeMatrix:
         thread_root: str | None = None,
     ) -> str:
         content = {"filename": filename, "mimetype": mimetype, "data": data}
+        await self._through_gate()
         return self._record(
             Sent(
                 "", room_id, "file", filename, "", txn_id, thread_root=thread_root, content=content
@@ -191,6 +235,7 @@ class FakeMatrix:
         )
 
     async def react(self, room_id: str, event_id: str, key: str, *, txn_id: str) -> None:
+        await self._through_gate()
         self._record(Sent("", room_id, "reaction", "", "", txn_id, reply_to=event_id, key=key))
 
     async def display_name(self, room_id: str, user_id: str) -> str:
@@ -232,6 +277,16 @@ class FakeMatrix:
         room.state[(event_type, state_key)] = dict(content)
         event_id = self._new_event_id()
         self.sent.append(Sent(event_id, room_id, "state", key=event_type, content=dict(content)))
+        self._echoes.append(
+            {
+                "type": event_type,
+                "state_key": state_key,
+                "sender": self._bot,
+                "room_id": room_id,
+                "event_id": event_id,
+                "content": dict(content),
+            }
+        )
         return event_id
 
     async def join(self, room_id: str) -> None:
@@ -246,6 +301,11 @@ class FakeMatrix:
             self._rooms[room_id].members.discard(self._bot)
 
     # --- internals ------------------------------------------------------------------------
+
+    async def _through_gate(self) -> None:
+        if self._gate is not None:
+            self._gate.arrived.set()
+            await self._gate.opened.wait()
 
     def _check_up(self) -> None:
         if self._down:
