@@ -97,6 +97,7 @@ class EventDispatcher:
                     sender=UserID(sender),
                     event_id=EventID(event_id),
                     config=await self._room_settings.effective(room_id),
+                    sent_at_ms=_timestamp(event),
                 )
                 await self._commands.run(ctx, command)
                 return
@@ -130,3 +131,8 @@ class EventDispatcher:
         await self._matrix.send_notice(
             room_id, notice(language, "hello"), txn_id=txn_id_for(event_id, "hello")
         )
+
+
+def _timestamp(event: Mapping[str, Any]) -> int:
+    sent_at = event.get("origin_server_ts")
+    return sent_at if isinstance(sent_at, int) and not isinstance(sent_at, bool) else 0

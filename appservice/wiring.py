@@ -307,7 +307,9 @@ async def _encryption(
     return crypto
 
 
-async def open_livekit(settings: Settings, stack: contextlib.AsyncExitStack) -> LiveKitAdapter:
+async def open_livekit(
+    settings: Settings, stack: contextlib.AsyncExitStack, *, probe: bool = True
+) -> LiveKitAdapter:
     client = livekit_api.LiveKitAPI(
         settings.livekit.api_url,
         settings.livekit.api_key,
@@ -323,7 +325,8 @@ async def open_livekit(settings: Settings, stack: contextlib.AsyncExitStack) -> 
             max_participants=settings.livekit.max_participants,
         ),
     )
-    in_background(stack, probe_livekit(adapter, settings.livekit.api_url))
+    if probe:  # says at start-up, in the log, whether LiveKit answers
+        in_background(stack, probe_livekit(adapter, settings.livekit.api_url))
     return adapter
 
 

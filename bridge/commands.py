@@ -29,6 +29,9 @@ from bridge.status.publisher import StatusPublisher
 
 log = logging.getLogger(__name__)
 
+# An end by the same person this close to their `!visio end` is taken for that command's.
+_SAME_END_WINDOW_MS = 60_000
+
 
 class Action(enum.Enum):
     START = "start"
@@ -53,6 +56,7 @@ class CommandContext:
     sender: UserID
     event_id: EventID
     config: EffectiveConfig
+    sent_at_ms: int = 0  # the command's origin_server_ts
 
     @property
     def language(self) -> str:
@@ -171,7 +175,19 @@ class VisioCommands:
                 user_level=level,
                 moderator_level=ctx.config.end_power_level,
             )
-        except NoOpenMeeting:
+        except NoOpenMeeting as nothing:
+            last = nothing.last_ended
+            just_ended_by_sender = (
+                last is not None
+                and last.ended_by == ctx.sender
+                and ctx.sent_at_ms > 0
+                and (last.ended_at or 0) >= ctx.sent_at_ms - _SAME_END_WINDOW_MS
+            )
+            if just_ended_by_sender:
+                # This very command handled again after a crash, or a second click: the room
+                # already saw the end. (LiveKit stamps the end in whole seconds, on its own clock.)
+                log.info("%s in %s: the meeting it ends is already over", ctx.event_id, ctx.room_id)
+                return
             await self._reply(ctx, notice(ctx.language, "nothing_to_end"))
             return
         except NotAllowedToEnd as refusal:

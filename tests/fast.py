@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ class FastBridge:
         self.livekit = livekit
         self.matrix = FakeMatrix()
         self.clock = ManualClock()
+        # From the wall time: the LiveKit double stamps its webhooks with it, and a meeting's
+        # start comes from `room_started`, so durations need both clocks to agree.
+        self.clock.now = time.time_ns() // 1_000_000
         self._database = database or DatabaseTarget(f"sqlite:{workdir / 'bridge.db'}", {})
         self._overrides = config_overrides or {}
         self._options = options or Options()
@@ -70,7 +74,7 @@ class FastBridge:
         db = open_database(self.settings)
         await db.start()
         self._stack.push_async_callback(db.stop)
-        livekit = await open_livekit(self.settings, self._stack)
+        livekit = await open_livekit(self.settings, self._stack, probe=False)
         self.call_chat = CallChatDouble(self.livekit.api_key, self.livekit.api_secret)
         options = replace(
             self._options,

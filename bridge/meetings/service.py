@@ -38,7 +38,9 @@ def livekit_metadata(meeting: Meeting) -> str:
 
 
 class NoOpenMeeting(Exception):
-    pass
+    def __init__(self, last_ended: Meeting | None) -> None:
+        super().__init__("no open meeting")
+        self.last_ended = last_ended
 
 
 class NotAllowedToStart(Exception):
@@ -169,7 +171,7 @@ class MeetingService:
         """
         meeting = await self._store.open_in_room(room_id)
         if meeting is None:
-            raise NoOpenMeeting(room_id)
+            raise NoOpenMeeting(await self._store.last_ended_in_room(room_id))
         if user_id != meeting.started_by and user_level < moderator_level:
             raise NotAllowedToEnd(meeting, moderator_level)
         await self._store.set_ender(meeting.id, user_id)

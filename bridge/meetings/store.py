@@ -131,6 +131,14 @@ class MeetingStore:
         )
         return _meeting(row) if row else None
 
+    async def last_ended_in_room(self, room_id: RoomID) -> Meeting | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_COLUMNS} FROM meetings WHERE room_id=$1 AND ended_at IS NOT NULL "
+            "ORDER BY ended_at DESC LIMIT 1",
+            room_id,
+        )
+        return _meeting(row) if row else None
+
     async def by_slug(self, slug: MeetingSlug) -> Meeting | None:
         row = await self._db.fetchrow(f"SELECT {_COLUMNS} FROM meetings WHERE slug=$1", slug)
         return _meeting(row) if row else None
