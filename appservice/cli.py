@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import secrets
@@ -17,10 +18,18 @@ import yaml
 from appservice.settings import ConfigError, Settings, load_settings
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("visio-bridge")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="visio-bridge", description="Start LiveKit video calls from Matrix rooms."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate-registration", help="write the homeserver registration")

@@ -271,3 +271,10 @@ def test_check_config_warns_when_guests_tokens_would_leave_the_operators_domain(
     code, err = _checked(tmp_path, capsys)
     assert code == 0
     assert "outside your domain" not in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert re.fullmatch(r"visio-bridge \d+\.\d+\.\d+\n", capsys.readouterr().out)
