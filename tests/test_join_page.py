@@ -6,37 +6,32 @@ import re
 from urllib.parse import parse_qs, urlparse
 
 import aiohttp
-import pytest
-from harness import Stack
+from fast import ALICE, ROOM, FastBridge
 from livekit.api import TokenVerifier
 
-pytestmark = pytest.mark.synapse
 
-
-async def _start_meeting(stack: Stack, displayname: str = "Alice") -> tuple[str, str]:
-    alice = await stack.human("alice", displayname)
-    room = await stack.room_with_bot(alice)
-    await alice.send(room, "!visio")
-    [status] = await alice.wait_for(room, lambda e: "rejoindre" in e["content"]["body"])
-    slug = re.search(r"/m/([a-z-]+)", status["content"]["body"])
+async def _start_meeting(fast: FastBridge, displayname: str = "Alice") -> str:
+    fast.matrix.room(ROOM, members={ALICE: displayname})
+    await fast.say("!visio")
+    slug = re.search(r"/m/([a-z-]+)", fast.notices()[0])
     assert slug
-    return room, slug.group(1)
+    return slug.group(1)
 
 
-def _page_url(stack: Stack, slug: str) -> str:
-    return f"{stack.settings.appservice.address}/m/{slug}"
+def _page_url(fast: FastBridge, slug: str) -> str:
+    return f"{fast.base_url}/m/{slug}"
 
 
-async def test_page_asks_for_a_name_then_redirects_with_a_one_room_token(stack: Stack) -> None:
-    _, slug = await _start_meeting(stack)
+async def test_page_asks_for_a_name_then_redirects_with_a_one_room_token(fast: FastBridge) -> None:
+    slug = await _start_meeting(fast)
     async with aiohttp.ClientSession() as session:
-        async with session.get(_page_url(stack, slug)) as page:
+        async with session.get(_page_url(fast, slug)) as page:
             assert page.status == 200
             text = await page.text()
             assert "Rejoindre la visio" in text and "démarrée par Alice" in text
             assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
         async with session.post(
-            _page_url(stack, slug), data={"name": "  Zoé Martin "}, allow_redirects=False
+            _page_url(fast, slug), data={"name": "  Zoé Martin "}, allow_redirects=False
         ) as joined:
             assert joined.status == 303
             location = joined.headers["Location"]
@@ -45,9 +40,7 @@ async def test_page_asks_for_a_name_then_redirects_with_a_one_room_token(stack: 
     assert (target.scheme, target.netloc, target.path) == ("https", "meet.livekit.io", "/custom")
     query = parse_qs(target.query)
     assert query["liveKitUrl"] == ["wss://livekit.test"]
-    claims = TokenVerifier(stack.livekit.api_key, stack.livekit.api_secret).verify(
-        query["token"][0]
-    )
+    claims = TokenVerifier(fast.livekit.api_key, fast.livekit.api_secret).verify(query["token"][0])
     assert claims.identity.startswith("guest-")
     assert claims.name == "Zoé Martin (invité)"
     assert claims.video is not None
@@ -55,43 +48,42 @@ async def test_page_asks_for_a_name_then_redirects_with_a_one_room_token(stack: 
     assert not claims.video.room_admin and not claims.video.room_create
 
 
-async def test_an_empty_name_is_asked_again(stack: Stack) -> None:
-    _, slug = await _start_meeting(stack)
+async def test_an_empty_name_is_asked_again(fast: FastBridge) -> None:
+    slug = await _start_meeting(fast)
     async with aiohttp.ClientSession() as session:
-        async with session.post(_page_url(stack, slug), data={"name": " \u200b\n"}) as page:
+        async with session.post(_page_url(fast, slug), data={"name": " \u200b\n"}) as page:
             assert page.status == 400
             assert "Indiquez un nom" in await page.text()
 
 
-async def test_english_page_on_request(stack: Stack) -> None:
-    _, slug = await _start_meeting(stack)
+async def test_english_page_on_request(fast: FastBridge) -> None:
+    slug = await _start_meeting(fast)
     async with aiohttp.ClientSession() as session:
         headers = {"Accept-Language": "en-GB,en;q=0.9"}
-        async with session.get(_page_url(stack, slug), headers=headers) as page:
+        async with session.get(_page_url(fast, slug), headers=headers) as page:
             assert "Join the video call" in await page.text()
 
 
-async def test_unknown_malformed_and_ended_links_are_explained(stack: Stack) -> None:
-    room, slug = await _start_meeting(stack)
+async def test_unknown_malformed_and_ended_links_are_explained(fast: FastBridge) -> None:
+    slug = await _start_meeting(fast)
     async with aiohttp.ClientSession() as session:
         for missing in ("zzz-zzzz-zzz", "not-a-slug", "..%2F..%2Fetc"):
-            async with session.get(_page_url(stack, missing)) as page:
+            async with session.get(_page_url(fast, missing)) as page:
                 assert page.status == 404
                 assert "Visio introuvable" in await page.text()
-        alice = stack.humans[0]
-        await alice.send(room, "!visio end")
-        await alice.wait_for(room, lambda e: "Visio terminée par" in e["content"]["body"])
-        async with session.get(_page_url(stack, slug)) as page:
+        await fast.say("!visio end")
+        assert "Visio terminée par Alice" in fast.matrix.current_text(fast.matrix.sent[0].event_id)
+        async with session.get(_page_url(fast, slug)) as page:
             assert page.status == 410
             assert "Cette visio est terminée" in await page.text()
-        async with session.post(_page_url(stack, slug), data={"name": "Zoé"}) as page:
+        async with session.post(_page_url(fast, slug), data={"name": "Zoé"}) as page:
             assert page.status == 410
 
 
-async def test_a_hostile_display_name_is_escaped(stack: Stack) -> None:
-    _, slug = await _start_meeting(stack, displayname="<script>alert(1)</script>")
+async def test_a_hostile_display_name_is_escaped(fast: FastBridge) -> None:
+    slug = await _start_meeting(fast, displayname="<script>alert(1)</script>")
     async with aiohttp.ClientSession() as session:
-        async with session.get(_page_url(stack, slug)) as page:
+        async with session.get(_page_url(fast, slug)) as page:
             text = await page.text()
     assert "<script>alert(1)</script>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
