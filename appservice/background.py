@@ -18,6 +18,7 @@ from bridge.livekit import LiveKitAdapter
 from bridge.lobby.desk import LobbyDesk
 from bridge.meetings.lifecycle import MeetingLifecycle
 from bridge.ports import LiveKitError
+from bridge.retention import Retention
 from bridge.status.publisher import StatusPublisher
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,16 @@ async def expire_lobby(desk: LobbyDesk, interval_s: float = 2.0) -> None:
             await desk.expire()
         except Exception as err:
             log.warning("Lobby expiry pass failed: %r", err)
+        await asyncio.sleep(interval_s)
+
+
+async def purge_regularly(retention: Retention, interval_s: float) -> None:
+    """Delete what is past its retention (bridge/retention.py): at start-up, then periodically."""
+    while True:
+        try:
+            await retention.purge()
+        except Exception:
+            log.exception("Retention purge failed")
         await asyncio.sleep(interval_s)
 
 

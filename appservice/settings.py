@@ -8,6 +8,7 @@ from an environment variable `VISIO_BRIDGE_<SECTION>_<KEY>`, which wins.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -53,6 +54,10 @@ class AppserviceSettings:
     user_prefix: str
     as_token: str
     hs_token: str
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client.
+    trusted_proxies: tuple[str, ...] = ()
+    lobby_polls_per_address: int = 20  # waiting pages long-polling at once, per client address
+    lobby_polls: int = 500  # and in all
 
     def bot_mxid(self, domain: str) -> str:
         return f"@{self.bot_username}:{domain}"
@@ -96,6 +101,17 @@ class TranscriptionSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """How long what the bridge stores is kept (bridge/retention.py; SECURITY.md)."""
+
+    processed_events_hours: int = 1  # a handled Matrix event's content (and posted call chat)
+    event_ids_days: int = 7  # a handled event's id, to recognise a homeserver's retry
+    meetings_days: int = 30  # an ended meeting, with who took part, chat links, lobby requests
+    recordings_hours: int = 24  # a recording file no meeting needs any more
+    purge_interval: int = 600  # seconds between two purges
+
+
+@dataclass(frozen=True)
 class EncryptionSettings:
     enabled: bool
     msc4190: bool  # create the bot's device the MSC4190 way (homeserver behind MAS)
@@ -117,6 +133,7 @@ class Settings:
     log_level: str
     encryption: EncryptionSettings
     transcription: TranscriptionSettings
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -258,6 +275,9 @@ def parse_settings(
         user_prefix=r.text("appservice.user_prefix", "visio_"),
         as_token=tokens[0],
         hs_token=tokens[1],
+        trusted_proxies=_networks(r, "appservice.trusted_proxies"),
+        lobby_polls_per_address=r.integer("appservice.lobby_polls_per_address", 20, 1, 10_000),
+        lobby_polls=r.integer("appservice.lobby_polls", 500, 1, 100_000),
     )
     problems_before = len(r.problems)
     livekit_url = r.url("livekit.url", ("ws", "wss", "http", "https"))
@@ -330,6 +350,18 @@ def parse_settings(
         pipeline_dir=r.text("transcription.pipeline_dir", ""),
         model_dir=r.text("transcription.model_dir", ""),
     )
+    defaults = RetentionSettings()
+    retention = RetentionSettings(
+        processed_events_hours=r.integer(
+            "retention.processed_events_hours", defaults.processed_events_hours, 0, 24 * 30
+        ),
+        event_ids_days=r.integer("retention.event_ids_days", defaults.event_ids_days, 1, 365),
+        meetings_days=r.integer("retention.meetings_days", defaults.meetings_days, 1, 3650),
+        recordings_hours=r.integer(
+            "retention.recordings_hours", defaults.recordings_hours, 1, 24 * 365
+        ),
+        purge_interval=r.integer("retention.purge_interval", defaults.purge_interval, 60, 86400),
+    )
     if r.problems:
         raise ConfigError(r.problems)
     return Settings(
@@ -344,6 +376,7 @@ def parse_settings(
         log_level=log_level,
         encryption=encryption,
         transcription=transcription,
+        retention=retention,
     )
 
 
@@ -403,6 +436,22 @@ def _server_names(r: _Reader, path: str) -> tuple[str, ...]:
         r.problem(path, "must be a list of server names, such as [example.org]")
         return ()
     return tuple(name.lower() for name in raw)
+
+
+def _networks(r: _Reader, path: str) -> tuple[str, ...]:
+    raw = r.node(path)
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(entry, str) for entry in raw):
+        r.problem(path, "must be a list of addresses or networks, such as [127.0.0.1, 10.0.0.0/8]")
+        return ()
+    networks: list[str] = []
+    for entry in raw:
+        try:
+            networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+        except ValueError:
+            r.problem(path, f"not an address or network: {entry!r}")
+    return tuple(networks)
 
 
 def _websocket_url(url: object) -> str:

@@ -27,11 +27,17 @@ from mautrix.types import UserID
 from mautrix.util.async_db import Database
 from mautrix.util.logging import TraceLogger
 
-from appservice.background import expire_lobby, keep_in_step, probe_livekit, set_up_bot
+from appservice.background import (
+    expire_lobby,
+    keep_in_step,
+    probe_livekit,
+    purge_regularly,
+    set_up_bot,
+)
 from appservice.dispatch import EventDispatcher
 from appservice.encryption import EndToBridgeEncryption
-from appservice.http.join_page import JoinPage
-from appservice.http.token_api import TokenAPI
+from appservice.http.join_page import PAGE_RATE, JoinLimits, JoinPage
+from appservice.http.token_api import PER_ADDRESS, PER_MEETING, TokenAPI
 from appservice.http.transactions import AppserviceAPI
 from appservice.http.webhook_api import WebhookAPI
 from appservice.http.widget_page import WidgetPage
@@ -60,9 +66,10 @@ from bridge.meetings.service import MeetingService
 from bridge.meetings.store import Meeting, MeetingStore
 from bridge.meetings.webhooks import WebhookVerifier
 from bridge.ports import CallChat, Clock, LiveKitRooms, Matrix
-from bridge.rate_limit import RateLimiter
+from bridge.rate_limit import ClientAddresses
 from bridge.recording.keeper import RecordingKeeper
 from bridge.recording.recordings import Recordings
+from bridge.retention import DAY_MS, HOUR_MS, Retention, RetentionPolicy
 from bridge.room_settings.service import RoomSettings
 from bridge.room_settings.store import RoomConfigStore
 from bridge.status.publisher import StatusPublisher
@@ -87,8 +94,8 @@ class Options:
     retry_max_delay_ms: int = 5 * 60_000
     transcriber: Transcriber | None = None  # None: the bundled models, when installed
     job_poll_s: float = 2.0
-    # False: no background loop runs (reconcile, chat outbox, lobby expiry, transcripts, inbox);
-    # the fast tests call each step themselves, in the order they choose.
+    # False: no background loop runs (reconcile, chat outbox, lobby expiry, transcripts, inbox,
+    # retention purge): the fast tests call each step themselves, in the order they choose.
     background: bool = True
 
 
@@ -113,6 +120,7 @@ class Bridge:
     token_api: TokenAPI
     webhooks: WebhookAPI
     widget_page: WidgetPage
+    retention: Retention
 
 
 @dataclass(frozen=True)
@@ -245,6 +253,7 @@ async def start_features(
         chat=chat,
         lobby=desk,
         transcripts=_transcripts(core, stack),
+        retention=_retention(core, stack),
         transactions=AppserviceAPI(
             settings.appservice.hs_token,
             inbox,
@@ -258,7 +267,13 @@ async def start_features(
         webhooks=WebhookAPI(
             WebhookVerifier(settings.livekit.api_key, settings.livekit.api_secret), lifecycle
         ),
-        widget_page=WidgetPage(settings.meetings.default_language),
+        widget_page=WidgetPage(
+            settings.meetings.default_language,
+            core.meetings,
+            core.room_settings,
+            ClientAddresses(settings.appservice.trusted_proxies),
+            PAGE_RATE.limiter(core.clock),
+        ),
     )
 
 
@@ -450,10 +465,30 @@ def _transcripts(core: _Core, stack: contextlib.AsyncExitStack) -> TranscriptWor
         core.room_settings,
         core.clock,
         keep_recordings=settings.keep_recordings,
+        recordings_dir=settings.recordings_dir,
         retry_base_ms=core.options.retry_base_delay_ms,
     )
     _in_background(core, stack, worker.run(poll_s=core.options.job_poll_s))
     return worker
+
+
+def _retention(core: _Core, stack: contextlib.AsyncExitStack) -> Retention:
+    settings = core.settings.retention
+    policy = RetentionPolicy(
+        processed_events_ms=settings.processed_events_hours * HOUR_MS,
+        event_ids_ms=settings.event_ids_days * DAY_MS,
+        meetings_ms=settings.meetings_days * DAY_MS,
+        recordings_ms=settings.recordings_hours * HOUR_MS,
+        keep_transcribed_recordings=core.settings.transcription.keep_recordings,
+    )
+    retention = Retention(
+        core.db,
+        core.clock,
+        policy,
+        recordings_dir=core.settings.transcription.recordings_dir,
+    )
+    _in_background(core, stack, purge_regularly(retention, settings.purge_interval))
+    return retention
 
 
 def bundled_transcriber(settings: Settings) -> Transcriber | None:
@@ -489,7 +524,12 @@ def _join_page(core: _Core, lobby: Lobby, desk: LobbyDesk) -> JoinPage:
         core.room_settings,
         lobby,
         desk,
-        RateLimiter(core.clock, per_minute=30, burst=10),
+        JoinLimits.standard(
+            core.clock,
+            ClientAddresses(core.settings.appservice.trusted_proxies),
+            polls_per_address=core.settings.appservice.lobby_polls_per_address,
+            polls=core.settings.appservice.lobby_polls,
+        ),
         core.clock,
     )
 
@@ -515,8 +555,9 @@ async def _token_api(core: _Core, stack: contextlib.AsyncExitStack) -> TokenAPI:
     )
     return TokenAPI(
         member_join,
-        per_address=RateLimiter(core.clock, per_minute=30, burst=10),
-        per_meeting=RateLimiter(core.clock, per_minute=300, burst=60),
+        per_address=PER_ADDRESS.limiter(core.clock),
+        per_meeting=PER_MEETING.limiter(core.clock),
+        addresses=ClientAddresses(core.settings.appservice.trusted_proxies),
     )
 
 

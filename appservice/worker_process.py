@@ -60,6 +60,7 @@ async def run_worker(settings: Settings) -> int:
         RoomSettings(RoomConfigStore(db), matrix, policy, clock),
         clock,
         keep_recordings=settings.transcription.keep_recordings,
+        recordings_dir=settings.transcription.recordings_dir,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

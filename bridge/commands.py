@@ -224,9 +224,7 @@ class VisioCommands:
         if not args:
             await self._reply(ctx, await self._settings.show(ctx.room_id))
             return
-        answer = await self._settings.change(ctx.room_id, ctx.sender, args, ctx.event_id)
-        if answer is not None:
-            await self._reply(ctx, answer)
+        await self._reply(ctx, await self._settings.change(ctx.room_id, ctx.sender, args))
 
     async def _status(self, ctx: CommandContext) -> None:
         meeting = await self._meetings.open_meeting(ctx.room_id)

@@ -24,6 +24,7 @@ from . import (  # noqa: E402  - each registers itself on upgrade_table
     v04_lobby,
     v05_chat,
     v06_transcripts,
+    v07_retention,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "v04_lobby",
     "v05_chat",
     "v06_transcripts",
+    "v07_retention",
 ]
 
 OWNER_NAME = "visio-bridge"

@@ -99,8 +99,8 @@ async def test_config_command_round_trip_and_language_switch(stack: Stack) -> No
         room, lambda e: "niveau de pouvoir nécessaire (50)" in e["content"]["body"]
     )
     await _set_power(admin, room, users={BOT: 50}, events={})
-    command = await admin.send(room, "!visio config language en")
-    await _wait_reaction(admin, room, command, "✅")
+    await admin.send(room, "!visio config language en")
+    await admin.wait_for(room, lambda e: e["content"]["body"] == "Setting “language” saved.")
     for _ in range(50):
         if (await _settings_in_room(admin, room)).get("language") == "en":
             break

@@ -3,6 +3,13 @@
 Posting the form mints a short-lived LiveKit token for that one room and answers with a
 redirect to the configured meeting front end. The token travels only in that redirect, never
 through the Matrix room. Verified Matrix identities and the lobby come with later issues.
+
+When joining means being recorded (for the meeting's transcript), the form and the waiting page
+say so before the guest gives a name.
+
+Every route is limited per client address (`JoinLimits`); posting the form also counts against
+a per-meeting ceiling of ten addresses' worth, so one address cannot lock a meeting's other
+guests out; and the waiting page's long-polls are capped at once, per address and in all.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import html
 import json
 import logging
 import secrets
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
 from aiohttp import web
@@ -31,7 +39,7 @@ from bridge.meetings.service import MeetingService
 from bridge.meetings.store import Meeting
 from bridge.messages import i18n
 from bridge.ports import Clock, Matrix
-from bridge.rate_limit import RateLimiter
+from bridge.rate_limit import ClientAddresses, ConcurrencyLimit, Rate, RateLimiter
 from bridge.room_settings.config import Access
 from bridge.room_settings.service import EffectiveConfig, RoomSettings
 
@@ -40,16 +48,29 @@ log = logging.getLogger(__name__)
 LONG_POLL_S = 25.0
 # The form has one field of 64 characters: even percent-encoded 4-byte characters fit in 1 KiB.
 MAX_FORM_BYTES = 8 * 1024
+# Per client address. The form is shown before it is posted, and a page reloaded.
+PAGE_RATE = Rate(per_minute=60, burst=20)
+JOIN_RATE = Rate(per_minute=30, burst=10)
+# Per meeting: ten addresses' worth, a bound on lobby notices in the room.
+MEETING_JOIN_RATE = Rate(per_minute=10 * JOIN_RATE.per_minute, burst=10 * JOIN_RATE.burst)
+# A waiting page polls every 25 s, and again at once after each answer.
+POLL_RATE = Rate(per_minute=120, burst=30)
+BUSY_RETRY_S = 5  # Retry-After when every long-poll slot is taken
 
 # The waiting room: long-polls its request until a member decides, then goes to the call.
 _LOBBY_SCRIPT = """
 (async () => {
   const config = JSON.parse(document.getElementById("lobby-config").textContent);
   const status = document.getElementById("status");
+  const pause = (seconds) => new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   for (;;) {
     let body;
     try {
       const response = await fetch("/api/lobby/" + encodeURIComponent(config.id));
+      if (response.status === 429) {
+        await pause(Number(response.headers.get("Retry-After")) || 5);
+        continue;
+      }
       body = await response.json();
     } catch (error) {
       await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -73,6 +94,7 @@ _STYLE = (
     "color:#1e1e1e}h1{font-size:1.4rem}input{font-size:1rem;padding:.5rem;width:100%;"
     "box-sizing:border-box;margin:.5rem 0 1rem}button{font-size:1rem;padding:.6rem 1.2rem;"
     "background:#000091;color:#fff;border:0;border-radius:4px}.error{color:#ce0500}.hint{color:#666;font-size:.9rem;margin-top:2rem}"
+    ".recording{border-left:4px solid #ce0500;background:#fef4f4;padding:.5rem .75rem}"
 )
 
 
@@ -80,6 +102,50 @@ def page_language(request: web.Request, default: str) -> str:
     requested = request.query.get("lang") or request.headers.get("Accept-Language") or ""
     code = requested[:2].lower()
     return code if code in i18n.CATALOGUES else default
+
+
+def is_recorded(meeting: Meeting, config: EffectiveConfig) -> bool:
+    """Whether joining the meeting now means being recorded for its transcript: it is being
+    recorded, or will be as soon as it is live (transcripts on, and not stopped or failed)."""
+    state = meeting.transcript_state
+    return state == "recording" or (config.transcription and state == "off")
+
+
+def recording_notice(language: str) -> str:
+    return f'<p class="recording" role="note">{_t(language, "page_recording")}</p>'
+
+
+def limited(response: web.Response, retry_after_s: int) -> web.Response:
+    response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
+@dataclass(frozen=True)
+class JoinLimits:
+    """How often, and how many at once, for the join page's routes."""
+
+    addresses: ClientAddresses
+    page: RateLimiter  # GET /m/{slug}, per address
+    join: RateLimiter  # POST /m/{slug}, per address
+    meeting: RateLimiter  # POST /m/{slug}, per meeting
+    poll: RateLimiter  # GET /api/lobby/{id}, per address
+    polls: ConcurrencyLimit  # GET /api/lobby/{id} at once
+
+    @classmethod
+    def standard(
+        cls, clock: Clock, addresses: ClientAddresses, *, polls_per_address: int, polls: int
+    ) -> JoinLimits:
+        return cls(
+            addresses=addresses,
+            page=PAGE_RATE.limiter(clock),
+            join=JOIN_RATE.limiter(clock),
+            meeting=MEETING_JOIN_RATE.limiter(clock),
+            poll=POLL_RATE.limiter(clock),
+            polls=ConcurrencyLimit(per_key=polls_per_address, total=polls),
+        )
+
+    def client(self, request: web.Request) -> str:
+        return self.addresses.of(request.remote, request.headers.getall("X-Forwarded-For", []))
 
 
 class JoinPage:
@@ -92,14 +158,14 @@ class JoinPage:
         room_settings: RoomSettings,
         lobby: Lobby,
         desk: LobbyDesk,
-        limiter: RateLimiter,
+        limits: JoinLimits,
         clock: Clock,
     ) -> None:
         self._meetings = meetings
         self._room_settings = room_settings
         self._lobby = lobby
         self._desk = desk
-        self._limiter = limiter
+        self.limits = limits
         self._clock = clock
         self._matrix = matrix
         self._settings = settings
@@ -109,23 +175,26 @@ class JoinPage:
 
     async def show(self, request: web.Request) -> web.Response:
         language = page_language(request, self._default_language)
+        client = self.limits.client(request)
+        if not self.limits.page.allow(client):
+            return self._limited_page(language, self.limits.page.retry_after_s(client))
         opened = await self._open_meeting(request, language)
         if isinstance(opened, web.Response):
             return opened
-        return await self._form(opened[0], language, error=None)
+        return await self._form(*opened, language, error=None)
 
     async def join(self, request: web.Request) -> web.Response:
         language = page_language(request, self._default_language)
-        if not self._limiter.allow(f"addr:{request.remote}") or not self._limiter.allow(
-            f"slug:{request.match_info['slug']}"
-        ):
-            return self._page(
-                language, "page_title", f"<p>{_t(language, 'widget_limited')}</p>", 429
-            )
+        client = self.limits.client(request)
+        if not self.limits.join.allow(client):
+            return self._limited_page(language, self.limits.join.retry_after_s(client))
         opened = await self._open_meeting(request, language)
         if isinstance(opened, web.Response):
             return opened
         meeting, config = opened
+        # Counted only once the address was within its own limit: no one address drains it.
+        if not self.limits.meeting.allow(meeting.id):
+            return self._limited_page(language, self.limits.meeting.retry_after_s(meeting.id))
         try:
             raw_name = await _posted_name(request)
         except BodyTooLarge:
@@ -134,7 +203,7 @@ class JoinPage:
             name = clean_display_name(raw_name)
         except InvalidDisplayName:
             return await self._form(
-                meeting, language, error=i18n.text(language, "page_name_invalid")
+                meeting, config, language, error=i18n.text(language, "page_name_invalid")
             )
         # In the call, a guest's name says they are a guest (in the room's language).
         shown_name = i18n.text(config.language, "guest_name", name=name)
@@ -142,7 +211,7 @@ class JoinPage:
         if config.room.access is Access.LOBBY:
             lobby_request = await self._lobby.open_request(meeting.id, identity, shown_name)
             await self._desk.announce(meeting, lobby_request)
-            return self._waiting_page(language, lobby_request.id)
+            return self._waiting_page(language, lobby_request.id, is_recorded(meeting, config))
         token = mint_token(self._settings, meeting.livekit_room, identity, shown_name)
         log.info(
             "Join token minted for %s in meeting %s (%s)", identity, meeting.id, meeting.room_id
@@ -154,6 +223,17 @@ class JoinPage:
 
     async def lobby_status(self, request: web.Request) -> web.Response:
         """Long-poll for a waiting guest: `{"state", "frontend_url"?}` once decided."""
+        client = self.limits.client(request)
+        if not self.limits.poll.allow(client):
+            return self._limited_json(request, self.limits.poll.retry_after_s(client))
+        if not self.limits.polls.acquire(client):
+            return self._limited_json(request, BUSY_RETRY_S)
+        try:
+            return await self._lobby_status(request)
+        finally:
+            self.limits.polls.release(client)
+
+    async def _lobby_status(self, request: web.Request) -> web.Response:
         request_id = request.match_info["request_id"]
         lobby_request = await self._lobby.wait(request_id, timeout_s=LONG_POLL_S)
         if lobby_request is None:
@@ -172,7 +252,22 @@ class JoinPage:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    def _waiting_page(self, language: str, request_id: str) -> web.Response:
+    def _limited_json(self, request: web.Request, retry_after_s: int) -> web.Response:
+        language = page_language(request, self._default_language)
+        body = {
+            "errcode": "M_LIMIT_EXCEEDED",
+            "error": i18n.text(language, "widget_limited"),
+            "retry_after_ms": retry_after_s * 1000,
+        }
+        response = web.json_response(body, status=429)
+        response.headers["Cache-Control"] = "no-store"
+        return limited(response, retry_after_s)
+
+    def _limited_page(self, language: str, retry_after_s: int) -> web.Response:
+        body = f"<p>{_t(language, 'widget_limited')}</p>"
+        return limited(self._page(language, "page_title", body, 429), retry_after_s)
+
+    def _waiting_page(self, language: str, request_id: str, recorded: bool) -> web.Response:
         texts = {
             "refused": i18n.text(language, "page_lobby_refused"),
             "expired": i18n.text(language, "page_lobby_expired"),
@@ -180,6 +275,7 @@ class JoinPage:
         config = json.dumps({"id": request_id, "texts": texts}).replace("<", "\\u003c")
         body = (
             f'<p id="status" role="status">{_t(language, "page_lobby_waiting")}</p>'
+            f"{recording_notice(language) if recorded else ''}"
             f'<script type="application/json" id="lobby-config">{config}</script>'
         )
         return self._page(language, "page_lobby_title", body, 200, script=_LOBBY_SCRIPT)
@@ -208,11 +304,14 @@ class JoinPage:
             )
         return meeting, config
 
-    async def _form(self, meeting: Meeting, language: str, error: str | None) -> web.Response:
+    async def _form(
+        self, meeting: Meeting, config: EffectiveConfig, language: str, error: str | None
+    ) -> web.Response:
         starter = await self._matrix.display_name(meeting.room_id, meeting.started_by)
         error_html = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+        recording = recording_notice(language) if is_recorded(meeting, config) else ""
         body = (
-            f"<p>{_t(language, 'page_intro', starter=starter)}</p>{error_html}"
+            f"<p>{_t(language, 'page_intro', starter=starter)}</p>{recording}{error_html}"
             f'<form method="post"><label for="name">{_t(language, "page_name_label")}</label>'
             '<input id="name" name="name" maxlength="48" required autofocus autocomplete="name">'
             f'<button type="submit">{_t(language, "page_join")}</button></form>'

@@ -4,6 +4,9 @@ The page speaks the Matrix widget API over postMessage: it answers the client's 
 request (it needs none), asks for an OpenID token (`get_openid`), posts it to `/api/token`,
 and moves on to the meeting front end with the LiveKit token it gets back. The user never
 types a name or a password: their client vouches for them, and the bridge checks membership.
+
+When joining means being recorded (for the meeting's transcript), the page says so and waits
+for the member to choose to join before signing in. The page is limited per client address.
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ import secrets
 
 from aiohttp import web
 
-from appservice.http.join_page import page_language
+from appservice.http.join_page import is_recorded, limited, page_language, recording_notice
+from bridge.meetings.service import MeetingService
 from bridge.messages import i18n
+from bridge.rate_limit import ClientAddresses, RateLimiter
+from bridge.room_settings.service import RoomSettings
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:3rem auto;max-width:28rem;padding:0 1rem;"
     "color:#1e1e1e}.error{color:#ce0500}"
+    ".recording{border-left:4px solid #ce0500;background:#fef4f4;padding:.5rem .75rem}"
+    "button{font-size:1rem;padding:.6rem 1.2rem;background:#000091;color:#fff;border:0;"
+    "border-radius:4px}"
 )
 
 # Kept small and dependency-free: it runs inside the client's iframe.
@@ -34,6 +43,14 @@ _SCRIPT = """
   let counter = 0;
   let credentialsWaiter = null;
   let started = false;
+  // A recorded meeting: the member reads the notice and chooses to join first.
+  const joinButton = document.getElementById("join");
+  const consent = joinButton
+    ? new Promise((resolve) => joinButton.addEventListener("click", () => {
+        joinButton.disabled = true;
+        resolve();
+      }, {once: true}))
+    : Promise.resolve();
   const show = (text, isError) => {
     status.textContent = text;
     status.className = isError ? "error" : "";
@@ -48,6 +65,8 @@ _SCRIPT = """
   async function signIn() {
     if (started) return;
     started = true;
+    await consent;
+    show(config.signing_in, false);
     let credentials = await ask("get_openid", {});
     if (credentials && credentials.state === "request") {
       credentials = await new Promise((resolve) => { credentialsWaiter = resolve; });
@@ -106,13 +125,32 @@ _SCRIPT = """
 
 
 class WidgetPage:
-    def __init__(self, default_language: str) -> None:
+    def __init__(
+        self,
+        default_language: str,
+        meetings: MeetingService,
+        room_settings: RoomSettings,
+        addresses: ClientAddresses,
+        limiter: RateLimiter,
+    ) -> None:
         self._default_language = default_language
+        self._meetings = meetings
+        self._room_settings = room_settings
+        self._addresses = addresses
+        self._limiter = limiter
 
     async def show(self, request: web.Request) -> web.Response:
         language = page_language(request, self._default_language)
+        client = self._addresses.of(request.remote, request.headers.getall("X-Forwarded-For", []))
+        if not self._limiter.allow(client):
+            text = html.escape(i18n.text(language, "widget_limited"))
+            page = _document(language, f'<p class="error">{text}</p>', status=429)
+            return limited(page, self._limiter.retry_after_s(client))
+        slug = request.match_info["slug"]
+        recorded = await self._recorded(slug)
         config = {
-            "slug": request.match_info["slug"],
+            "slug": slug,
+            "signing_in": i18n.text(language, "widget_signing_in"),
             "refused": i18n.text(language, "widget_refused"),
             "joining": i18n.text(language, "widget_joining"),
             "errors": {
@@ -123,24 +161,40 @@ class WidgetPage:
                 "default": i18n.text(language, "widget_failed"),
             },
         }
-        nonce = secrets.token_urlsafe(16)
         # JSON inside <script type="application/json">: escape "<" so no "</script>" can appear.
         config_json = json.dumps(config, ensure_ascii=False).replace("<", "\\u003c")
-        title = html.escape(i18n.text(language, "page_title"))
-        signing_in = html.escape(i18n.text(language, "widget_signing_in"))
-        document = (
-            f'<!doctype html><html lang="{language}"><head><meta charset="utf-8">'
-            f"<title>{title}</title><style>{_STYLE}</style></head><body>"
-            f'<h1>{title}</h1><p id="status">{signing_in}</p>'
-            f'<script type="application/json" id="visio-config">{config_json}</script>'
-            f'<script nonce="{nonce}">{_SCRIPT}</script></body></html>'
-        )
-        response = web.Response(text=document, content_type="text/html")
-        # Embeddable by any Matrix client (frame-ancestors *), but runs only our own script.
-        response.headers["Content-Security-Policy"] = (
-            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; "
-            "connect-src 'self'; frame-ancestors *"
-        )
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+        if recorded:
+            join = html.escape(i18n.text(language, "page_join"))
+            status = f'{recording_notice(language)}<button id="join" type="button">{join}</button>'
+            status += '<p id="status" role="status"></p>'
+        else:
+            signing_in = html.escape(i18n.text(language, "widget_signing_in"))
+            status = f'<p id="status" role="status">{signing_in}</p>'
+        body = f'{status}<script type="application/json" id="visio-config">{config_json}</script>'
+        return _document(language, body, script=_SCRIPT)
+
+    async def _recorded(self, slug: str) -> bool:
+        meeting = await self._meetings.by_slug(slug)
+        if meeting is None or not meeting.is_open:
+            return False  # the token API says why, once the member is signed in
+        return is_recorded(meeting, await self._room_settings.effective(meeting.room_id))
+
+
+def _document(language: str, body: str, *, status: int = 200, script: str = "") -> web.Response:
+    nonce = secrets.token_urlsafe(16)
+    title = html.escape(i18n.text(language, "page_title"))
+    script_tag = f'<script nonce="{nonce}">{script}</script>' if script else ""
+    document = (
+        f'<!doctype html><html lang="{language}"><head><meta charset="utf-8">'
+        f"<title>{title}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{title}</h1>{body}{script_tag}</body></html>"
+    )
+    response = web.Response(text=document, content_type="text/html", status=status)
+    # Embeddable by any Matrix client (frame-ancestors *), but runs only our own script.
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; frame-ancestors *"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

@@ -4,6 +4,11 @@ A transaction's events are written here in one database transaction, and only th
 homeserver get its 200. Processing reads from here, so a crash after the ack loses nothing
 (ARCHITECTURE invariant 1). Transaction ids and event ids are unique keys, so a transaction the
 homeserver retries, or an event it sends twice, is stored once.
+
+Events hold what people write (chat included), so they are not kept once handled: the
+retention purge (bridge/retention.py) drops a handled event's content soon after, keeping its
+id a while longer to recognise a late retry, then deletes the row. An event waiting to be
+handled (pending, or waiting for a retry) is never touched.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.ports import Database
+
+# What a handled event's payload becomes once its content is purged (the column is NOT NULL).
+PURGED_PAYLOAD = "{}"
+_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -116,3 +125,38 @@ class InboxStore:
 
     async def pending_count(self) -> int:
         return int(await self._db.fetchval("SELECT COUNT(*) FROM inbox WHERE state='pending'"))
+
+    async def forget_payloads(self, processed_before_ms: int) -> int:
+        """Drop the content of the events handled before `processed_before_ms` (their ids stay,
+        for de-duplication); returns how many were dropped."""
+        return await self._in_batches(
+            # The literal, as in the partial index inbox_unpurged (migrations/v07).
+            "UPDATE inbox SET payload='{}' WHERE seq IN (SELECT seq FROM inbox "
+            "WHERE processed_at < $1 AND state <> 'pending' AND payload <> '{}' LIMIT $2) "
+            "RETURNING seq",
+            processed_before_ms,
+        )
+
+    async def forget_events(self, processed_before_ms: int) -> int:
+        """Delete the events handled before `processed_before_ms`, and the transactions received
+        before it; returns how many events were deleted."""
+        deleted = await self._in_batches(
+            "DELETE FROM inbox WHERE seq IN (SELECT seq FROM inbox "
+            "WHERE processed_at < $1 AND state <> 'pending' LIMIT $2) RETURNING seq",
+            processed_before_ms,
+        )
+        await self._in_batches(
+            "DELETE FROM appservice_txns WHERE txn_id IN (SELECT txn_id FROM appservice_txns "
+            "WHERE received_at < $1 LIMIT $2) RETURNING txn_id",
+            processed_before_ms,
+        )
+        return deleted
+
+    async def _in_batches(self, query: str, before_ms: int) -> int:
+        """Run a purge in short statements, so a large backlog never holds a long lock."""
+        total = 0
+        while True:
+            rows = await self._db.fetch(query, before_ms, _BATCH)
+            total += len(rows)
+            if len(rows) < _BATCH:
+                return total

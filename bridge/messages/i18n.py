@@ -162,6 +162,10 @@ FR: Final = {
         "Membre du salon ? Ouvrez la visio depuis le salon, dans Tchap (widget Visio) : "
         "vous entrez avec votre compte, sans donner de nom."
     ),
+    "page_recording": (
+        "🔴 Cette visio est enregistrée : le son est transcrit, et la transcription (qui a dit "
+        "quoi, sous le nom affiché dans la visio) sera publiée dans le salon après la visio."
+    ),
     "page_name_label": "Votre nom",
     "page_join": "Rejoindre",
     "page_name_invalid": "Indiquez un nom (64 caractères au plus).",
@@ -315,6 +319,10 @@ EN: Final = {
     "page_members_hint": (
         "A member of the room? Open the call from the room, in your Matrix client (the Visio "
         "widget): you join with your account, no name needed."
+    ),
+    "page_recording": (
+        "🔴 This call is recorded: its audio is transcribed, and the transcript (who said what, "
+        "under the name shown in the call) will be posted in the room after the call."
     ),
     "page_name_label": "Your name",
     "page_join": "Join",

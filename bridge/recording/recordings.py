@@ -9,10 +9,16 @@ meeting has ended. Both transitions are guarded, so a replayed webhook queues no
 The file a finished recording names (from the `egress_ended` webhook) must lie inside the
 recordings folder: the transcription worker reads it, then deletes it. Any other path is
 refused, and the recording counts as failed.
+
+A recording no transcript will come from is deleted as soon as that is known: an egress that
+failed (its partial file), a recording stopped by `/visio transcript off` (when its file is
+complete, or when LiveKit reports it after the stop). The worker deletes it after a transcript
+or a final failure, and `bridge/retention.py` sweeps whatever is left behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -23,10 +29,13 @@ from bridge.ids import MeetingID
 from bridge.jobs import JobQueue
 from bridge.meetings.store import Meeting, MeetingState, MeetingStore
 from bridge.ports import LiveKitRooms
+from bridge.recording import files
 
 log = logging.getLogger(__name__)
 
 TRANSCRIBE = "transcribe"
+# Transcript states in which no transcript will be made from the recording: its file can go.
+NOT_WANTED = ("cancelled", "failed", "failed_told")
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,7 @@ class Recordings:
         if meeting.transcript_state != "off" or meeting.state is not MeetingState.LIVE:
             return False
         # The path is on the egress server's disk, shared with the transcription workers.
-        filepath = str(self._dir / f"{meeting.livekit_room}-{meeting.id}.ogg")
+        filepath = self.planned_path(meeting)
         egress_id = await self._livekit.start_audio_recording(meeting.livekit_room, filepath)
         await self._meetings.set_egress(meeting.id, egress_id)
         await self._livekit.update_room_metadata(
@@ -77,7 +86,10 @@ class Recordings:
         ):
             return False
         if meeting.egress_id and meeting.transcript_state == "recording":
+            # LiveKit reports the stopped recording's file with egress_ended: deleted then.
             await self._livekit.stop_recording(meeting.egress_id)
+        elif meeting.transcript_state == "recorded":
+            await self.discard(meeting)  # complete, waiting for the meeting's end: not wanted
         if meeting.is_open:
             await self._livekit.update_room_metadata(
                 meeting.livekit_room,
@@ -90,8 +102,14 @@ class Recordings:
         self, egress_id: str, usable: bool, filename: str, started_ns: int, error: str
     ) -> RecordingOutcome | None:
         meeting = await self._meetings.by_egress(egress_id)
-        if meeting is None or meeting.transcript_state != "recording":
-            return None  # not ours, cancelled, or a replay
+        if meeting is None:
+            return None  # not ours
+        if meeting.transcript_state in NOT_WANTED:
+            # Stopped by `/visio transcript off` (or failed already): nobody wants the file.
+            await self.discard(meeting, filename)
+            return None
+        if meeting.transcript_state != "recording":
+            return None  # a replay: the file is the transcript's
         if usable and not self.inside_recordings_dir(filename):
             log.warning(
                 "Recording of meeting %s refused: %r is outside %s", meeting.id, filename, self._dir
@@ -102,12 +120,24 @@ class Recordings:
                 meeting.id, "failed", only_from=("recording",)
             )
             log.warning("Recording of meeting %s failed: %s", meeting.id, error or "no file")
+            await self.discard(meeting, filename)  # whatever the egress left, partial
             refreshed = await self._meetings.by_id(meeting.id)
             return RecordingOutcome(refreshed or meeting, failed=True)
         await self._meetings.set_recording(meeting.id, filename, started_ns)
         await self.queue_if_ready(meeting.id)
         refreshed = await self._meetings.by_id(meeting.id)
         return RecordingOutcome(refreshed or meeting, failed=False)
+
+    def planned_path(self, meeting: Meeting) -> str:
+        return files.planned_path(str(self._dir), meeting.livekit_room, meeting.id)
+
+    async def discard(self, meeting: Meeting, reported: str = "") -> None:
+        """Delete a meeting's recording (where it was asked to be written, where LiveKit said
+        it was, where it was recorded as being): only ever inside the recordings folder."""
+        paths = {self.planned_path(meeting), reported, meeting.recording_path or ""} - {""}
+        for path in sorted(paths):
+            if await asyncio.to_thread(files.discard, str(self._dir), path):
+                log.info("Recording of meeting %s deleted (no transcript wanted)", meeting.id)
 
     def inside_recordings_dir(self, path: str) -> bool:
         """Whether `path`, resolved (`..`, symbolic links), is a file inside the recordings folder.

@@ -224,11 +224,9 @@ class RoomSettings:
         effective = await self.effective(room_id)
         return render_config(effective, self._policy)
 
-    async def change(
-        self, room_id: str, sender: str, args: tuple[str, ...], command_event: str
-    ) -> Notice | None:
-        """Apply `/visio config <field> <value>` by writing the state event; a notice to answer
-        with, or None on success (the command then gets ✅ and the state event does the rest)."""
+    async def change(self, room_id: str, sender: str, args: tuple[str, ...]) -> Notice:
+        """Apply `/visio config <field> <value>` by writing the state event; the notice to answer
+        with (the state event, echoed back by the homeserver, then applies the change)."""
         current = await self.config(room_id)
         language = self.apply_policy(current).language
         if len(args) < 2:
@@ -245,10 +243,8 @@ class RoomSettings:
             await self._matrix.send_state(room_id, ROOM_CONFIG_EVENT, new.to_content())
         except BotLacksPower as err:
             return notice(language, "bot_lacks_power", level=err.needed)
-        await self._matrix.react(
-            room_id, command_event, ACCEPTED, txn_id=txn_id_for(command_event, "ok")
-        )
-        return None
+        # Said in the room's language after the change: `language fr` answers in French.
+        return notice(self.apply_policy(new).language, "config_changed", field=args[0].lower())
 
 
 def _parse_or_default(content: dict[str, Any] | None) -> RoomConfig:

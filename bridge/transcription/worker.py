@@ -5,7 +5,9 @@ the event loop stays free, posts the result as a thread under the meeting's stat
 short summary, then the transcript as Markdown and WebVTT files), and deletes the recording
 unless the operator keeps them. Publishing records its event, so a job retried after a crash
 posts nothing twice. A corrupt recording fails at once; other errors are retried with back-off
-and, in the end, the room is told with a reference number that is also in the log.
+and, in the end, the room is told with a reference number that is also in the log. A recording
+whose transcription failed for good is deleted too (`keep_recordings` keeps only those with a
+transcript), and so is one whose meeting is gone.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bridge.messages import i18n
 from bridge.messages.reference import new_reference
 from bridge.messages.render import duration, notice
 from bridge.ports import Clock, Matrix, txn_id_for
+from bridge.recording import files
 from bridge.recording.recordings import TRANSCRIBE
 from bridge.room_settings.service import RoomSettings
 from bridge.transcription import UnusableRecording, render
@@ -140,6 +143,7 @@ class TranscriptWorker:
         max_attempts: int = 3,
         retry_base_ms: int = 60_000,
         keep_recordings: bool = False,
+        recordings_dir: str | None = None,
     ) -> None:
         self._queue = queue
         self._meetings = meetings
@@ -153,6 +157,8 @@ class TranscriptWorker:
         self._max_attempts = max_attempts
         self._retry_base_ms = retry_base_ms
         self._keep_recordings = keep_recordings
+        # When known, a recording is deleted only if it lies in this folder.
+        self._recordings_dir = recordings_dir
 
     async def run(self, poll_s: float = 2.0) -> None:
         while True:
@@ -172,13 +178,15 @@ class TranscriptWorker:
         return True
 
     async def _process(self, job: Job) -> None:
+        recording = str(job.payload.get("recording_path") or "")
         meeting = await self._meetings.by_id(job.meeting_id)
         if meeting is None:
             await self._queue.complete(job, self._owner)
+            await self._delete(recording)  # nobody is left to post a transcript to
             return
         config = await self._room_settings.effective(meeting.room_id)
         language = config.transcript_language
-        audio = Path(str(job.payload.get("recording_path") or ""))
+        audio = Path(recording)
         try:
             presences = presences_for(meeting, await self._participants.of_meeting(meeting.id))
             unknown = i18n.CATALOGUES.get(language, i18n.FR)["speaker_unknown"]
@@ -209,11 +217,25 @@ class TranscriptWorker:
             await self._meetings.set_transcript_state(
                 meeting.id, "failed_told", only_from=("queued",)
             )
+            # Privacy: no transcript will come from it, so the audio is not kept (even with
+            # keep_recordings, which keeps the recordings of published transcripts).
+            await self._delete(recording)
             await self._publisher.tell_failure(meeting, config.language, reference)
             return
         await self._meetings.set_transcript_state(meeting.id, "done", only_from=("queued",))
         await self._queue.complete(job, self._owner)
         if not self._keep_recordings:
             # Privacy: the audio is not kept once its transcript is in the room.
-            await asyncio.to_thread(audio.unlink, missing_ok=True)
+            await self._delete(recording)
         log.info("Transcript of meeting %s published", meeting.id)
+
+    async def _delete(self, recording: str) -> None:
+        if not recording:
+            return
+        if self._recordings_dir is not None:
+            await asyncio.to_thread(files.discard, self._recordings_dir, recording)
+            return
+        try:
+            await asyncio.to_thread(Path(recording).unlink, missing_ok=True)
+        except OSError as err:
+            log.warning("Could not delete the recording %s: %s", recording, err)
