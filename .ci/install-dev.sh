@@ -19,4 +19,6 @@ bash .ci/install-livekit.sh
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+# The built-in call page (/m/{slug}): npm ci + build, skipped when already built.
+bash .ci/build-callpage.sh
 bash .ci/install-transcription.sh "$venv"

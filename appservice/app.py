@@ -8,11 +8,15 @@ app on a TCP port; the CLI, the demo and the tests all use it, so they exercise 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from appservice.http import call_page
+from appservice.http.health import ready_response
+from appservice.openapi import openapi_document
 from appservice.settings import Settings
 from appservice.wiring import Bridge, Options, start_bridge
 
@@ -32,6 +36,7 @@ def build_app(settings: Settings, options: Options | None = None) -> web.Applica
             yield
 
     app.cleanup_ctx.append(bridge)
+    app[call_page.BRANDING] = settings.call_page
     add_routes(app)
     return app
 
@@ -42,7 +47,11 @@ def add_routes(app: web.Application) -> None:
     routes = app.router
     routes.add_put(
         "/_matrix/app/v1/transactions/{txn_id}",
-        _late(lambda bridge: bridge.transactions.put_transaction),
+        _late(
+            lambda bridge: bridge.metrics.time_route(
+                bridge.metrics.transaction_seconds, bridge.transactions.put_transaction
+            )
+        ),
     )
     routes.add_post("/_matrix/app/v1/ping", _late(lambda bridge: bridge.transactions.ping))
     routes.add_get(
@@ -53,11 +62,30 @@ def add_routes(app: web.Application) -> None:
     )
     routes.add_get("/m/{slug}", _late(lambda bridge: bridge.join_page.show))
     routes.add_post("/m/{slug}", _late(lambda bridge: bridge.join_page.join))
-    routes.add_post("/livekit/webhook", _late(lambda bridge: bridge.webhooks.receive))
+    routes.add_post(
+        "/livekit/webhook",
+        _late(
+            lambda bridge: bridge.metrics.time_route(
+                bridge.metrics.webhook_seconds, bridge.webhooks.receive
+            )
+        ),
+    )
     routes.add_post("/api/token", _late(lambda bridge: bridge.token_api.issue))
-    routes.add_get("/widget/{slug}", _late(lambda bridge: bridge.widget_page.show))
+    routes.add_get(
+        "/widget/{slug}",
+        _late(_widget),
+    )
+    # The built-in call page's script, stylesheet, fonts and artwork (callpage/, built).
+    routes.add_get(call_page.ASSETS_PREFIX + "{name}", call_page.ASSETS.serve)
     routes.add_get("/api/lobby/{request_id}", _late(lambda bridge: bridge.join_page.lobby_status))
     routes.add_get("/health", _health)
+    routes.add_get("/ready", _ready)
+    routes.add_get("/api/openapi.json", _openapi)
+
+
+def _widget(bridge: Bridge) -> Handler:
+    """The widget page, told whether the built-in call page is the front end."""
+    return functools.partial(bridge.widget_page.show, join_page=bridge.join_page)
 
 
 def _late(pick: Callable[[Bridge], Handler]) -> Handler:
@@ -68,8 +96,23 @@ def _late(pick: Callable[[Bridge], Handler]) -> Handler:
 
 
 async def _health(request: web.Request) -> web.Response:
-    pending = await request.app[BRIDGE].inbox.pending_count()
+    """Alive: the process answers. The inbox count is informative; a database that does not
+    answer is /ready's business, so it shows as null here rather than failing the probe."""
+    try:
+        pending: int | None = await request.app[BRIDGE].inbox.pending_count()
+    except Exception as err:
+        log.warning("/health could not count the inbox: %r", err)
+        pending = None
     return web.json_response({"status": "ok", "inbox_pending": pending})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """Ready: database, homeserver and LiveKit answer (503 with each reason when not)."""
+    return await ready_response(request.app[BRIDGE].readiness)
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
 
 
 class BridgeServer:

@@ -7,11 +7,12 @@ never stop the loop that will notice it came back.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 
 import aiohttp
 from mautrix.appservice import IntentAPI
-from mautrix.errors import MatrixError
+from mautrix.errors import MatrixConnectionError, MatrixError
 
 from bridge.chat.mirror import ChatMirror
 from bridge.livekit import LiveKitAdapter
@@ -24,20 +25,50 @@ from bridge.status.publisher import StatusPublisher
 log = logging.getLogger(__name__)
 
 
-async def set_up_bot(bot: IntentAPI, displayname: str) -> None:
+def why_unreachable(err: BaseException) -> str:
+    """A plain reason for a server that did not answer, from the library's exception chain
+    (`ClientConnectorError(ConnectionKey(host=…, …), …)` says little to an operator)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, aiohttp.ClientConnectorDNSError):
+            return f"the name {seen.host} is not known"
+        if isinstance(seen, aiohttp.ClientConnectorError):
+            if seen.os_error.errno == errno.ECONNREFUSED or isinstance(
+                seen.os_error, ConnectionRefusedError
+            ):
+                return "connection refused"
+            return f"cannot connect to {seen.host}:{seen.port}: {seen.os_error.strerror or seen}"
+        if isinstance(seen, TimeoutError | asyncio.TimeoutError):
+            return "no answer in time"
+        seen = seen.__cause__ or seen.__context__
+    return str(err) or type(err).__name__
+
+
+async def set_up_bot(bot: IntentAPI, displayname: str, address: str = "") -> None:
     """Register the bot and set its name; retried in the background while the homeserver is down."""
+    where = address or str(bot.api.base_url)
     delay = 1.0
     while True:
         try:
             await bot.ensure_registered()
             await bot.set_displayname(displayname)
             return
-        except (MatrixError, aiohttp.ClientError, TimeoutError) as err:
+        except (aiohttp.ClientError, TimeoutError, MatrixConnectionError) as err:
             log.warning(
-                "Homeserver not ready for the bot's profile (%r); retrying in %.0f s", err, delay
+                "The homeserver at %s does not answer (%s); setting up the bot again in %.0f s",
+                where,
+                why_unreachable(err),
+                delay,
             )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60)
+        except MatrixError as err:
+            log.warning(
+                "The homeserver at %s refused to set up the bot (%s); trying again in %.0f s",
+                where,
+                err,
+                delay,
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 60)
 
 
 async def keep_in_step(
@@ -90,10 +121,18 @@ async def probe_livekit(adapter: LiveKitAdapter, url: str) -> None:
     try:
         await adapter.list_rooms()
     except LiveKitError as err:
-        log.warning(
-            "LiveKit at %s is not usable (%s): /visio will answer with an error until it is",
-            url,
-            err,
-        )
+        if err.unreachable:
+            log.warning(
+                "LiveKit at %s does not answer (%s): /visio answers with an error until it does",
+                url,
+                why_unreachable(err),
+            )
+        else:
+            log.warning(
+                "LiveKit at %s refused the bridge's request (%s): check livekit.api_key and "
+                "livekit.api_secret",
+                url,
+                err.code or err,
+            )
     else:
         log.info("LiveKit at %s answers", url)

@@ -58,12 +58,20 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args.config)
     if args.command == "run":
         settings = _load_or_exit(args.config)
-        _configure_logging(settings.log_level)
-        asyncio.run(_run_until_signal(settings))
+        _configure_logging(settings)
+        _say_short_secret_once(settings)
+        from appservice.startup import StartupError
+
+        try:
+            asyncio.run(_run_until_signal(settings))
+        except StartupError as err:
+            # One line, last on stderr: the setting to change, not a traceback to read.
+            print(f"visio-bridge cannot start: {err}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "transcribe-worker":
         settings = _load_or_exit(args.config)
-        _configure_logging(settings.log_level)
+        _configure_logging(settings)
         from appservice.worker_process import run_worker
 
         return asyncio.run(run_worker(settings))
@@ -128,12 +136,35 @@ def _check_config(config: Path) -> int:
     return 0
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+def _configure_logging(settings: Settings) -> None:
+    from appservice.logs import configure_logging
+
+    # Text or JSON lines (logging.format), the room and meeting in each, and never a secret.
+    secrets = (
+        settings.appservice.as_token,
+        settings.appservice.hs_token,
+        settings.livekit.api_secret,
+        settings.encryption.pickle_key,
     )
-    # mautrix logs every request at DEBUG/INFO; keep the bridge's own lines readable.
-    logging.getLogger("mau").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    configure_logging(settings.log_level, settings.log_format, secrets)
+    for unknown in settings.unknown_keys:
+        logging.getLogger("appservice.settings").warning("%s: %s", settings.source, unknown)
+
+
+def _say_short_secret_once(settings: Settings) -> None:
+    """PyJWT warns, with its own site-packages path, each time it signs a LiveKit token with a
+    secret under 32 bytes (`InsecureKeyLengthWarning`). Say it once, naming the setting, and
+    silence that one warning: the operator can act on the setting, not on PyJWT's file."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"The HMAC key is \d+ bytes long")
+    length = len(settings.livekit.api_secret.encode())
+    if length < 32:
+        logging.getLogger("appservice.settings").warning(
+            "livekit.api_secret is %d bytes long; LiveKit tokens need 32 or more to be safe "
+            "(and a livekit-server outside --dev mode refuses shorter ones)",
+            length,
+        )
 
 
 async def _run_until_signal(settings: Settings) -> None:
@@ -144,8 +175,25 @@ async def _run_until_signal(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with BridgeServer(settings):
+    from appservice.startup import bind_problem
+
+    server = BridgeServer(settings)
+    try:
+        await server.start()
+    except BaseException as err:
+        # Undo whatever did start (database, background tasks): a thread or a task left
+        # running would keep the process alive after the error.
+        await server.stop()
+        if isinstance(err, OSError):
+            appservice = settings.appservice
+            problem = bind_problem(err, appservice.hostname, appservice.port)
+            if problem is not None:
+                raise problem from err
+        raise
+    try:
         await stop.wait()
+    finally:
+        await server.stop()
 
 
 if __name__ == "__main__":

@@ -1,12 +1,19 @@
 """What `check-config` says beyond "the file parses": a config still holding the example's
-placeholders, secrets too short to sign tokens safely, a front end outside the operator's domain.
+placeholders, secrets too short to sign tokens safely, a front end outside the operator's domain,
+keys no setting reads (typos), and a registration file that disagrees with the config.
 
 Problems make `check-config` fail; warnings are printed and leave the exit status alone.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+import yaml
 
 from appservice.settings import Settings
 
@@ -33,7 +40,68 @@ def problems(settings: Settings) -> list[str]:
     ):
         if _is_example(host):
             found.append(f"{key}: still the example's {host}")
+    found.extend(settings.unknown_keys)
+    registration = _registration(settings)
+    if registration is not None:
+        found.extend(registration_problems(settings, registration))
     return found
+
+
+def registration_problems(settings: Settings, registration: Mapping[str, Any]) -> list[str]:
+    """Where the registration the homeserver loads disagrees with the config the bridge runs."""
+    where = f"registration ({Path(settings.appservice.registration).name})"
+    appservice = settings.appservice
+    found = []
+    for key, theirs, ours, ours_key in (
+        ("id", registration.get("id"), appservice.id, "appservice.id"),
+        ("url", registration.get("url"), appservice.address, "appservice.address"),
+        (
+            "sender_localpart",
+            registration.get("sender_localpart"),
+            appservice.bot_username,
+            "appservice.bot_username",
+        ),
+    ):
+        if str(theirs or "").rstrip("/") != ours.rstrip("/"):
+            found.append(f"{where}: {key} is {theirs!r} but {ours_key} is {ours!r}")
+    for key in ("as_token", "hs_token"):
+        theirs = registration.get(key)
+        if theirs and str(theirs) != getattr(appservice, key):
+            found.append(f"{where}: {key} differs from appservice.{key} (config or environment)")
+    regexes = _user_regexes(registration)
+    domain = settings.homeserver.domain
+    for user_id, what in (
+        (settings.bot_mxid, "the bot"),
+        (f"@{appservice.user_prefix}someone:{domain}", f"users @{appservice.user_prefix}…"),
+    ):
+        if not any(regex.fullmatch(user_id) for regex in regexes):
+            found.append(
+                f"{where}: no exclusive user namespace covers {what} ({user_id}); "
+                "regenerate it with generate-registration --force"
+            )
+    return found
+
+
+def _registration(settings: Settings) -> Mapping[str, Any] | None:
+    try:
+        raw = yaml.safe_load(Path(settings.appservice.registration).read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # tokens from the config or environment: the file may live elsewhere
+    return raw if isinstance(raw, Mapping) else None
+
+
+def _user_regexes(registration: Mapping[str, Any]) -> list[re.Pattern[str]]:
+    namespaces = registration.get("namespaces")
+    users = namespaces.get("users") if isinstance(namespaces, Mapping) else None
+    regexes = []
+    for namespace in users if isinstance(users, list) else ():
+        if not isinstance(namespace, Mapping) or namespace.get("exclusive") is not True:
+            continue
+        try:
+            regexes.append(re.compile(str(namespace.get("regex"))))
+        except re.error:
+            continue
+    return regexes
 
 
 def warnings(settings: Settings) -> list[str]:
@@ -46,6 +114,11 @@ def warnings(settings: Settings) -> list[str]:
         )
     if settings.encryption.enabled and not settings.encryption.pickle_key:
         found.append("encryption.pickle_key: not set, the key every install shares is used")
+    if _registration(settings) is None:
+        found.append(
+            f"appservice.registration: {settings.appservice.registration} not readable here; "
+            "not compared with the config"
+        )
     return found
 
 

@@ -30,7 +30,7 @@ from appservice.local.livekit import (
     find_livekit_server,
 )
 from appservice.local.ports import free_port
-from appservice.local.synapse import LocalSynapse
+from appservice.local.synapse import END_TO_BRIDGE_ENCRYPTION, LocalSynapse
 from appservice.registration import new_registration
 from appservice.settings import Settings, load_settings
 
@@ -65,7 +65,35 @@ def demo_config(synapse_port: int, bridge_port: int, livekit_port: int) -> dict[
         "livekit": _livekit_section(livekit_port),
         "permissions": {SERVER_NAME: "user"},
         "logging": {"level": "INFO"},
+        "encryption": _encryption_section(),
     }
+
+
+def _encryption_section() -> dict[str, Any]:
+    # Element creates encrypted rooms by default: the demo's bot reads them. The pickle key
+    # encrypts the bot's keys in the database; it is made once, with the folder, and kept.
+    return {"enabled": True, "pickle_key": secrets.token_urlsafe(32)}
+
+
+def _upgrade_encryption(config_path: Path, registration_path: Path) -> None:
+    """Turn encryption on in a folder made before the demo had it, registration included."""
+    try:
+        config = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError:
+        return  # load_settings reports it, with the rest
+    if not isinstance(config, dict) or "encryption" in config:
+        return  # set by the demo, or by the user: theirs to keep
+    config["encryption"] = _encryption_section()
+    _write_private(config_path, yaml.safe_dump(config))
+    if not registration_path.exists():
+        return  # written below, with everything encryption needs
+    registration = yaml.safe_load(registration_path.read_text())
+    if isinstance(registration, dict):
+        # The same tokens: only what the homeserver must send an encrypting appservice is new.
+        unsigned = load_settings(config_path, need_tokens=False)
+        fresh = new_registration(unsigned)
+        extras = {k: v for k, v in fresh.items() if k not in registration}
+        _write_private(registration_path, yaml.safe_dump({**registration, **extras}))
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -106,12 +134,13 @@ def prepare_demo(workdir: Path) -> DemoSetup:
     """Create (or reuse) the demo folder: config, registration and the demo user's password."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "config.yaml"
+    registration_path = workdir / "registration.yaml"
     if config_path.exists():
         _upgrade_dev_key_pair(config_path)
+        _upgrade_encryption(config_path, registration_path)
     else:
         config = demo_config(free_port(), free_port(), free_port())
         _write_private(config_path, yaml.safe_dump(config))
-    registration_path = workdir / "registration.yaml"
     if not registration_path.exists():
         unsigned = load_settings(config_path, need_tokens=False)
         _write_private(registration_path, yaml.safe_dump(new_registration(unsigned)))
@@ -173,6 +202,18 @@ async def _start_livekit(stack: contextlib.AsyncExitStack, setup: DemoSetup) -> 
     )
 
 
+def demo_synapse(setup: DemoSetup) -> LocalSynapse:
+    """The demo's homeserver, with what the bot's encryption needs when it is on."""
+    settings = setup.settings
+    return LocalSynapse(
+        setup.workdir / "synapse",
+        server_name=SERVER_NAME,
+        port=int(settings.homeserver.address.rsplit(":", 1)[1]),
+        registration_files=[setup.registration_path],
+        extra_config=END_TO_BRIDGE_ENCRYPTION if settings.encryption.enabled else None,
+    )
+
+
 async def run_demo(setup: DemoSetup) -> int:
     settings = setup.settings
     logging.basicConfig(
@@ -180,13 +221,7 @@ async def run_demo(setup: DemoSetup) -> int:
     )
     logging.getLogger("mau").setLevel(logging.WARNING)
 
-    synapse_port = int(settings.homeserver.address.rsplit(":", 1)[1])
-    synapse = LocalSynapse(
-        setup.workdir / "synapse",
-        server_name=SERVER_NAME,
-        port=synapse_port,
-        registration_files=[setup.registration_path],
-    )
+    synapse = demo_synapse(setup)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

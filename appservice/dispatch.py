@@ -41,6 +41,7 @@ class EventDispatcher:
         self._room_settings = room_settings
         self._subscribers: dict[str, list[Handler]] = {}
         self._crypto: EndToBridgeEncryption | None = None
+        self._told_encryption_off: set[str] = set()  # rooms told so since this start
         self._bot = settings.bot_mxid
         domain = re.escape(settings.homeserver.domain)
         prefix = re.escape(settings.appservice.user_prefix)
@@ -75,7 +76,9 @@ class EventDispatcher:
             return
         if event.get("type") == "m.room.encrypted":
             if self._crypto is None:
-                return  # encryption is off in this bridge: nothing to read
+                # Encryption is off in this bridge: nothing to read, but say so, once.
+                await self._encryption_off(RoomID(room_id))
+                return
             # Raises Undecryptable while the keys are missing: the inbox retries later.
             await self.handle(await self._crypto.decrypt(event))
             return
@@ -117,6 +120,28 @@ class EventDispatcher:
             reply_to=str(event.get("event_id")),
             txn_id=txn_id_for(str(event.get("event_id")), "undecryptable"),
         )
+
+    async def _encryption_off(self, room_id: RoomID) -> None:
+        """Tell an encrypted room, once, that the bot cannot read it until the operator turns
+        encryption on; otherwise every command there would go unanswered without a word.
+
+        The transaction id is derived from the room alone: a restart, or a replay of the same
+        events, sends the same transaction again, which the homeserver answers with the first
+        notice's event instead of posting a second one."""
+        if room_id in self._told_encryption_off:
+            return
+        log.warning(
+            "Encrypted message in %s ignored: encryption is off in this bridge "
+            "(set encryption.enabled: true in the config to read encrypted rooms)",
+            room_id,
+        )
+        language = await self._room_settings.language(room_id)
+        await self._matrix.send_notice(
+            room_id,
+            notice(language, "encryption_off"),
+            txn_id=txn_id_for(room_id, "encryption-off"),
+        )
+        self._told_encryption_off.add(room_id)
 
     async def _on_invite(self, room_id: RoomID, inviter: UserID, event_id: EventID) -> None:
         if not self._settings.may_invite(inviter):

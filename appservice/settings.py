@@ -8,11 +8,12 @@ from an environment variable `VISIO_BRIDGE_<SECTION>_<KEY>`, which wins.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -58,6 +59,8 @@ class AppserviceSettings:
     trusted_proxies: tuple[str, ...] = ()
     lobby_polls_per_address: int = 20  # waiting pages long-polling at once, per client address
     lobby_polls: int = 500  # and in all
+    # The registration file the tokens are read from (resolved); check-config compares it.
+    registration: str = ""
 
     def bot_mxid(self, domain: str) -> str:
         return f"@{self.bot_username}:{domain}"
@@ -76,6 +79,21 @@ class LiveKitSettings:
     frontend_url: str
     reconcile_interval: int
     rtc_url: str  # where the bridge's own participant connects (ws:// or wss://)
+
+
+# The built-in call page: a relative fragment, never navigated to. It only carries a token in
+# the JSON answers the page's own script reads (lobby admission, `/api/token`).
+BUILTIN_FRONTEND_URL = "#livekit_url={livekit_url}&token={token}&room={room}"
+
+
+@dataclass(frozen=True)
+class CallPageSettings:
+    """The built-in call page's State look: the service's name and the footer's links."""
+
+    service_name: str = "Visio"
+    legal_notice_url: str = ""
+    personal_data_url: str = ""
+    accessibility_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,6 +139,15 @@ class EncryptionSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus /metrics, on a listener of its own (never behind the public reverse proxy)."""
+
+    enabled: bool = False
+    hostname: str = "127.0.0.1"
+    port: int = 29341
+
+
+@dataclass(frozen=True)
 class Settings:
     homeserver: HomeserverSettings
     appservice: AppserviceSettings
@@ -135,6 +162,11 @@ class Settings:
     transcription: TranscriptionSettings
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     source: Path | None = field(default=None, compare=False)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    call_page: CallPageSettings = field(default_factory=CallPageSettings)
+    log_format: str = "text"  # text or json (one JSON object per line)
+    # Keys of the file that no setting reads (typos), each with the closest known key.
+    unknown_keys: tuple[str, ...] = ()
 
     @property
     def bot_mxid(self) -> str:
@@ -157,8 +189,10 @@ class _Reader:
         self.base_dir = base_dir
         self.env = env
         self.problems: list[str] = []
+        self.known: set[str] = set()  # every key path a setting reads
 
     def node(self, path: str) -> Any:
+        self.known.add(path)
         value: Any = self.raw
         for part in path.split("."):
             if not isinstance(value, Mapping) or part not in value:
@@ -171,6 +205,8 @@ class _Reader:
 
     def text(self, path: str, default: str | None = None, *, secret: bool = False) -> str:
         env_name = "VISIO_BRIDGE_" + path.upper().replace(".", "_")
+        if secret:
+            self.known.update((path, path + "_file"))
         if secret and env_name in self.env:
             return self.env[env_name]
         value = self.node(path)
@@ -255,12 +291,59 @@ def parse_settings(
 ) -> Settings:
     """Validate a parsed config; `need_tokens=False` for generating the registration itself."""
     r = _Reader(raw, base_dir, env)
+    try:
+        settings = _parse(r, base_dir, need_tokens=need_tokens)
+    except ConfigError as err:
+        # A typo is often why a required key is missing: say so next to it.
+        raise ConfigError(err.problems + list(_unknown_keys(r))) from None
+    return replace(settings, unknown_keys=_unknown_keys(r))
+
+
+def config_keys() -> frozenset[str]:
+    """Every key path the config file may hold (sections included when they are read whole)."""
+    r = _Reader({}, Path("."), {})
+    try:
+        _parse(r, Path("."), need_tokens=True)
+    except ConfigError:
+        pass
+    return frozenset(r.known)
+
+
+def _unknown_keys(r: _Reader) -> tuple[str, ...]:
+    """Keys of the file no setting reads, e.g. `livekit.api_secrett (did you mean api_secret?)`."""
+    sections = {path.rsplit(".", 1)[0] for path in r.known if "." in path}
+    candidates = sorted(r.known | sections)
+    found: list[str] = []
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if path in r.known and not any(k.startswith(path + ".") for k in r.known):
+                continue  # a value, or a mapping read whole (permissions, database.args)
+            if any(k.startswith(path + ".") for k in r.known):
+                if isinstance(value, Mapping):
+                    walk(value, path + ".")
+                continue
+            close = difflib.get_close_matches(path, candidates, n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            found.append(f"{path}: unknown key, ignored{hint}")
+
+    walk(r.raw, "")
+    return tuple(found)
+
+
+def _parse(r: _Reader, base_dir: Path, *, need_tokens: bool) -> Settings:
 
     homeserver = HomeserverSettings(
         address=r.url("homeserver.address", ("http", "https")),
         domain=r.text("homeserver.domain"),
         openid_allowed_servers=_server_names(r, "homeserver.openid_allowed_servers"),
     )
+    if not need_tokens:  # read later, when the bridge runs
+        r.known.update(
+            f"appservice.{key}"
+            for key in ("registration", "as_token", "as_token_file", "hs_token", "hs_token_file")
+        )
     tokens = _registration_tokens(r) if need_tokens else ("", "")
     bot_username = r.text("appservice.bot_username", "visio")
     if bot_username and not _LOCALPART.match(bot_username):
@@ -278,6 +361,7 @@ def parse_settings(
         trusted_proxies=_networks(r, "appservice.trusted_proxies"),
         lobby_polls_per_address=r.integer("appservice.lobby_polls_per_address", 20, 1, 10_000),
         lobby_polls=r.integer("appservice.lobby_polls", 500, 1, 100_000),
+        registration=str(base_dir / r.text("appservice.registration", "registration.yaml")),
     )
     problems_before = len(r.problems)
     livekit_url = r.url("livekit.url", ("ws", "wss", "http", "https"))
@@ -288,10 +372,9 @@ def parse_settings(
         if len(r.problems) == problems_before
         else "http://invalid.invalid"
     )
-    frontend_url = r.text(
-        "livekit.frontend_url",
-        "https://meet.livekit.io/custom?liveKitUrl={livekit_url}&token={token}",
-    )
+    # The default is the bridge's own call page (/m/{slug}); an operator may still send guests
+    # to a front end of their own, which then receives each token in its URL.
+    frontend_url = r.text("livekit.frontend_url", BUILTIN_FRONTEND_URL)
     if "{token}" not in frontend_url:
         r.problem("livekit.frontend_url", "must contain {token} (and usually {livekit_url})")
     else:
@@ -336,6 +419,18 @@ def parse_settings(
         r.problem("database.url", f"must start with sqlite: or postgres://, not {database_url!r}")
     permissions = _permissions(r)
     log_level = r.choice("logging.level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
+    log_format = r.choice("logging.format", ("text", "json"), "text")
+    call_page = CallPageSettings(
+        service_name=r.text("call_page.service_name", "Visio"),
+        legal_notice_url=r.text("call_page.legal_notice_url", ""),
+        personal_data_url=r.text("call_page.personal_data_url", ""),
+        accessibility_url=r.text("call_page.accessibility_url", ""),
+    )
+    metrics = MetricsSettings(
+        enabled=r.boolean("metrics.enabled", False),
+        hostname=r.text("metrics.hostname", "127.0.0.1"),
+        port=r.integer("metrics.port", 29341, 1, 65535),
+    )
     public_url = r.url("public_url", ("http", "https"))
     encryption = EncryptionSettings(
         enabled=r.boolean("encryption.enabled", False),
@@ -377,6 +472,9 @@ def parse_settings(
         encryption=encryption,
         transcription=transcription,
         retention=retention,
+        metrics=metrics,
+        call_page=call_page,
+        log_format=log_format,
     )
 
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -36,13 +36,16 @@ from appservice.background import (
 )
 from appservice.dispatch import EventDispatcher
 from appservice.encryption import EndToBridgeEncryption
+from appservice.http.health import HomeserverProbe, Readiness, database_check, livekit_check
 from appservice.http.join_page import PAGE_RATE, JoinLimits, JoinPage
 from appservice.http.token_api import PER_ADDRESS, PER_MEETING, TokenAPI
 from appservice.http.transactions import AppserviceAPI
 from appservice.http.webhook_api import WebhookAPI
 from appservice.http.widget_page import WidgetPage
 from appservice.matrix_adapter import MatrixAdapter
+from appservice.metrics import BridgeMetrics, metrics_app, serve_metrics
 from appservice.settings import Settings, room_policy
+from appservice.startup import start_database
 from bridge.chat.messages import ChatStore
 from bridge.chat.mirror import ChatMirror
 from bridge.chat.participant import LiveKitCallChat
@@ -121,6 +124,8 @@ class Bridge:
     webhooks: WebhookAPI
     widget_page: WidgetPage
     retention: Retention
+    metrics: BridgeMetrics  # Prometheus, served on metrics.hostname:port when enabled
+    readiness: Readiness  # what /ready checks
 
 
 @dataclass(frozen=True)
@@ -193,12 +198,17 @@ async def start_bridge(
 ) -> Bridge:
     """The whole bridge over real mautrix and livekit-api clients, as `visio-bridge run` has it."""
     db = open_database(settings)
-    await db.start()
+    await start_database(db, settings)  # a StartupError names the setting when it cannot
     stack.push_async_callback(db.stop)
     matrix = await _matrix(settings, stack)
     crypto = await _encryption(settings, matrix, stack)
     livekit = await open_livekit(settings, stack)
-    return await start_features(settings, options, stack, db, matrix, livekit, crypto)
+    bridge = await start_features(settings, options, stack, db, matrix, livekit, crypto)
+    if settings.metrics.enabled:
+        app = metrics_app(bridge.metrics, db, (options.clock or SystemClock()).now_ms)
+        listener = serve_metrics(app, settings.metrics.hostname, settings.metrics.port)
+        await stack.enter_async_context(listener)
+    return bridge
 
 
 async def start_features(
@@ -211,17 +221,21 @@ async def start_features(
     crypto: EndToBridgeEncryption | None = None,
 ) -> Bridge:
     """Every feature, over the given ports: the production wiring, and the fast tests' too."""
+    # Measured at the edge: failed calls through the ports are counted on their way out.
+    metrics = BridgeMetrics()
+    matrix = metrics.count_homeserver_errors(matrix)
+    livekit = metrics.count_livekit_errors(livekit)
     core = _core(settings, options, options.clock or SystemClock(), db, matrix, livekit)
     status = _status(core, stack)
     chat = _chat(core, stack)
     recordings, recording = _recording(core)
-    observers = _observers(core, stack, status, followers=(_widgets(core), chat, recording))
+    lobby, desk = _lobby(core, stack)  # follows meetings: an ended call closes its lobby
+    observers = _observers(core, stack, status, followers=(_widgets(core), chat, recording, desk))
     lifecycle = MeetingLifecycle(
         db, core.meeting_store, core.participants, livekit, core.clock, observers, recordings
     )
     interval = options.reconcile_interval_s or settings.livekit.reconcile_interval
     _in_background(core, stack, keep_in_step(chat, lifecycle, status, interval))
-    lobby, desk = _lobby(core, stack)
     commands = VisioCommands(
         core.meetings,
         matrix,
@@ -232,14 +246,18 @@ async def start_features(
         recording=recording,
         links=core.links,
     )
-    dispatcher = EventDispatcher(settings, matrix, commands, core.room_settings)
+    dispatcher = EventDispatcher(
+        settings, matrix, metrics.count_commands(commands), core.room_settings
+    )
     if crypto is not None:
         dispatcher.use_encryption(crypto)
     dispatcher.subscribe("m.room.message", chat.on_room_message)
     dispatcher.subscribe("m.room.redaction", chat.on_redaction)
     dispatcher.subscribe("m.reaction", desk.on_reaction)
     inbox = InboxStore(db)
-    processor = _inbox_processor(core, inbox, dispatcher, stack)
+    processor = _inbox_processor(
+        core, inbox, metrics.time_events(dispatcher.handle), dispatcher, stack
+    )
     return Bridge(
         db=db,
         matrix=matrix,
@@ -262,6 +280,8 @@ async def start_features(
             dispatcher.is_own_user,
             crypto.handle_transaction_extras if crypto is not None else None,
         ),
+        metrics=metrics,
+        readiness=_readiness(settings, db, livekit, stack),
         join_page=_join_page(core, lobby, desk),
         token_api=await _token_api(core, stack),
         webhooks=WebhookAPI(
@@ -277,6 +297,20 @@ async def start_features(
     )
 
 
+def _readiness(
+    settings: Settings, db: Database, livekit: LiveKitRooms, stack: contextlib.AsyncExitStack
+) -> Readiness:
+    homeserver = HomeserverProbe(settings.homeserver.address)
+    stack.push_async_callback(homeserver.close)
+    return Readiness(
+        {
+            "database": database_check(db),
+            "homeserver": homeserver,
+            "livekit": livekit_check(livekit),
+        }
+    )
+
+
 async def _matrix(settings: Settings, stack: contextlib.AsyncExitStack) -> MatrixAdapter:
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     stack.push_async_callback(session.close)
@@ -289,7 +323,10 @@ async def _matrix(settings: Settings, stack: contextlib.AsyncExitStack) -> Matri
         log=cast(TraceLogger, logging.getLogger("mau.as")),
     )
     bot = as_api.bot_intent()
-    in_background(stack, set_up_bot(bot, settings.appservice.bot_displayname))
+    in_background(
+        stack,
+        set_up_bot(bot, settings.appservice.bot_displayname, settings.homeserver.address),
+    )
     return MatrixAdapter(bot, ghosts=as_api.intent)
 
 
@@ -562,11 +599,15 @@ async def _token_api(core: _Core, stack: contextlib.AsyncExitStack) -> TokenAPI:
 
 
 def _inbox_processor(
-    core: _Core, inbox: InboxStore, dispatcher: EventDispatcher, stack: contextlib.AsyncExitStack
+    core: _Core,
+    inbox: InboxStore,
+    handle: Callable[[Mapping[str, Any]], Awaitable[None]],  # the dispatcher's, timed
+    dispatcher: EventDispatcher,
+    stack: contextlib.AsyncExitStack,
 ) -> InboxProcessor:
     processor = InboxProcessor(
         inbox,
-        dispatcher.handle,
+        handle,
         core.clock,
         base_delay_ms=core.options.retry_base_delay_ms,
         max_delay_ms=core.options.retry_max_delay_ms,

@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 async def run_worker(settings: Settings) -> int:
     transcriber = bundled_transcriber(settings)
     if transcriber is None:
-        log.error("Install the transcription extra (see README) to run a transcribe-worker")
+        log.error(
+            "Transcription is not installed (.ci/install-transcription.sh installs it): "
+            "the transcribe-worker cannot run"
+        )
         return 1
     db = open_database(settings)
     await db.start()

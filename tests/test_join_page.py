@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, urlparse
 
 import aiohttp
 from fast import ALICE, ROOM, FastBridge
@@ -22,7 +21,9 @@ def _page_url(fast: FastBridge, slug: str) -> str:
     return f"{fast.base_url}/m/{slug}"
 
 
-async def test_page_asks_for_a_name_then_redirects_with_a_one_room_token(fast: FastBridge) -> None:
+async def test_page_asks_for_a_name_then_hands_a_one_room_token_to_its_script(
+    fast: FastBridge,
+) -> None:
     slug = await _start_meeting(fast)
     async with aiohttp.ClientSession() as session:
         async with session.get(_page_url(fast, slug)) as page:
@@ -31,18 +32,22 @@ async def test_page_asks_for_a_name_then_redirects_with_a_one_room_token(fast: F
             assert "Rejoindre la visio" in text and "démarrée par Alice" in text
             assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
         async with session.post(
-            _page_url(fast, slug), data={"name": "  Zoé Martin "}, allow_redirects=False
+            _page_url(fast, slug),
+            data={"name": "  Zoé Martin "},
+            headers={"Accept": "application/json"},
         ) as joined:
-            assert joined.status == 303
-            location = joined.headers["Location"]
+            assert joined.status == 200
             assert joined.headers["Cache-Control"] == "no-store"
-    target = urlparse(location)
-    assert (target.scheme, target.netloc, target.path) == ("https", "meet.livekit.io", "/custom")
-    query = parse_qs(target.query)
-    assert query["liveKitUrl"] == ["wss://livekit.test"]
-    claims = TokenVerifier(fast.livekit.api_key, fast.livekit.api_secret).verify(query["token"][0])
-    assert claims.identity.startswith("guest-")
-    assert claims.name == "Zoé Martin (invité)"
+            answer = await joined.json()
+        # A plain form post (no script) gets no token: it is never put in a URL.
+        async with session.post(
+            _page_url(fast, slug), data={"name": "Zoé"}, allow_redirects=False
+        ) as plain:
+            assert plain.status == 303 and plain.headers["Location"] == f"/m/{slug}"
+    assert answer["state"] == "joined" and answer["livekit_url"] == "wss://livekit.test"
+    claims = TokenVerifier(fast.livekit.api_key, fast.livekit.api_secret).verify(answer["token"])
+    assert claims.identity == answer["identity"] and claims.identity.startswith("guest-")
+    assert claims.name == answer["name"] == "Zoé Martin (invité)"
     assert claims.video is not None
     assert claims.video.room == f"visio-{slug}" and claims.video.room_join
     assert not claims.video.room_admin and not claims.video.room_create

@@ -7,6 +7,11 @@ through the Matrix room. Verified Matrix identities and the lobby come with late
 When joining means being recorded (for the meeting's transcript), the form and the waiting page
 say so before the guest gives a name.
 
+With the built-in call page (the default `livekit.frontend_url`), `GET /m/{slug}` is the meeting
+itself (`call_page`): its script posts the name with `Accept: application/json` and reads the
+token, or the lobby request to wait on, from the JSON answer (`Cache-Control: no-store`), so
+the token is never in a URL. A plain form post still answers with a redirect to the front end.
+
 Every route is limited per client address (`JoinLimits`); posting the form also counts against
 a per-meeting ceiling of ten addresses' worth, so one address cannot lock a meeting's other
 guests out; and the waiting page's long-polls are capped at once, per address and in all.
@@ -17,13 +22,17 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
 from aiohttp import web
 
+from appservice.http import call_page
 from appservice.http.bodies import BodyTooLarge, read_capped
+from appservice.settings import BUILTIN_FRONTEND_URL
 from bridge.ids import ParticipantIdentity
 from bridge.join.tokens import (
     InvalidDisplayName,
@@ -104,6 +113,28 @@ def page_language(request: web.Request, default: str) -> str:
     return code if code in i18n.CATALOGUES else default
 
 
+def meeting_language(request: web.Request, config: EffectiveConfig, default: str) -> str:
+    """A meeting's page: `?lang=` (the page's own switch), else the room's language, else the
+    browser's (only when the room has none), else the operator's default."""
+    chosen = request.query.get("lang", "")[:2].lower()
+    if chosen in i18n.CATALOGUES:
+        return chosen
+    if config.room.language in i18n.CATALOGUES:
+        return str(config.room.language)
+    return page_language(request, default)
+
+
+def wants_json(request: web.Request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def json_answer(body: Mapping[str, object], status: int = 200) -> web.Response:
+    response = web.json_response(body, status=status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 def is_recorded(meeting: Meeting, config: EffectiveConfig) -> bool:
     """Whether joining the meeting now means being recorded for its transcript: it is being
     recorded, or will be as soon as it is live (transcripts on, and not stopped or failed)."""
@@ -172,6 +203,9 @@ class JoinPage:
         self._default_language = default_language
         frontend = urlparse(settings.frontend_url)
         self._frontend_origin = f"{frontend.scheme}://{frontend.netloc}"
+        self.builtin = settings.frontend_url == BUILTIN_FRONTEND_URL
+        if self.builtin:
+            self._frontend_origin = "'self'"
 
     async def show(self, request: web.Request) -> web.Response:
         language = page_language(request, self._default_language)
@@ -181,19 +215,29 @@ class JoinPage:
         opened = await self._open_meeting(request, language)
         if isinstance(opened, web.Response):
             return opened
-        return await self._form(*opened, language, error=None)
+        meeting, config = opened
+        language = meeting_language(request, config, self._default_language)
+        if self.builtin:
+            return await self._call_page(request, meeting, config, language)
+        return await self._form(meeting, config, language, error=None)
 
     async def join(self, request: web.Request) -> web.Response:
         language = page_language(request, self._default_language)
+        as_json = wants_json(request)
         client = self.limits.client(request)
         if not self.limits.join.allow(client):
+            if as_json:
+                return self._limited_json(request, self.limits.join.retry_after_s(client))
             return self._limited_page(language, self.limits.join.retry_after_s(client))
         opened = await self._open_meeting(request, language)
         if isinstance(opened, web.Response):
-            return opened
+            return _as_json(opened) if as_json else opened
         meeting, config = opened
+        language = meeting_language(request, config, self._default_language)
         # Counted only once the address was within its own limit: no one address drains it.
         if not self.limits.meeting.allow(meeting.id):
+            if as_json:
+                return self._limited_json(request, self.limits.meeting.retry_after_s(meeting.id))
             return self._limited_page(language, self.limits.meeting.retry_after_s(meeting.id))
         try:
             raw_name = await _posted_name(request)
@@ -202,24 +246,45 @@ class JoinPage:
         try:
             name = clean_display_name(raw_name)
         except InvalidDisplayName:
-            return await self._form(
-                meeting, config, language, error=i18n.text(language, "page_name_invalid")
-            )
+            error = i18n.text(language, "page_name_invalid")
+            if as_json:
+                return json_answer({"errcode": "M_INVALID_PARAM", "error": error}, status=400)
+            if self.builtin:
+                return await self._call_page(request, meeting, config, language, error=error)
+            return await self._form(meeting, config, language, error=error)
         # In the call, a guest's name says they are a guest (in the room's language).
         shown_name = i18n.text(config.language, "guest_name", name=name)
         identity: ParticipantIdentity = new_guest_identity()
         if config.room.access is Access.LOBBY:
             lobby_request = await self._lobby.open_request(meeting.id, identity, shown_name)
             await self._desk.announce(meeting, lobby_request)
+            if as_json:
+                return json_answer({"state": "waiting", "request_id": lobby_request.id})
             return self._waiting_page(language, lobby_request.id, is_recorded(meeting, config))
+        if self.builtin and not as_json:
+            # The built-in page asks for its token as JSON; a token is never put in a URL.
+            raise web.HTTPSeeOther(f"/m/{meeting.slug}")
         token = mint_token(self._settings, meeting.livekit_room, identity, shown_name)
         log.info(
             "Join token minted for %s in meeting %s (%s)", identity, meeting.id, meeting.room_id
         )
+        if as_json:
+            answer = {
+                "state": "joined",
+                "token": token,
+                "livekit_url": self._settings.livekit_url,
+                "identity": identity,
+                "name": shown_name,
+            }
+            return json_answer(answer)
         response = web.HTTPSeeOther(frontend_url(self._settings, meeting.livekit_room, token))
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
         raise response
+
+    @property
+    def livekit_url(self) -> str:
+        return self._settings.livekit_url
 
     async def lobby_status(self, request: web.Request) -> web.Response:
         """Long-poll for a waiting guest: `{"state", "frontend_url"?}` once decided."""
@@ -279,6 +344,48 @@ class JoinPage:
             f'<script type="application/json" id="lobby-config">{config}</script>'
         )
         return self._page(language, "page_lobby_title", body, 200, script=_LOBBY_SCRIPT)
+
+    async def _call_page(
+        self,
+        request: web.Request,
+        meeting: Meeting,
+        config: EffectiveConfig,
+        language: str,
+        error: str | None = None,
+    ) -> web.Response:
+        """The built-in call page on its pre-join screen (rendered here, enhanced by its script)."""
+        starter = await self._matrix.display_name(meeting.room_id, meeting.started_by)
+        recorded = is_recorded(meeting, config)
+        error_html = (
+            f'<div class="fr-alert fr-alert--error fr-alert--sm" role="alert"><p>'
+            f"{html.escape(error)}</p></div>"
+            if error
+            else ""
+        )
+        body = prejoin_html(
+            language,
+            intro=_t(language, "page_intro", starter=starter),
+            recorded=recorded,
+            error_html=error_html,
+            guest=True,
+        )
+        page_config = {
+            "mode": "guest",
+            "slug": meeting.slug,
+            "join_url": f"/m/{meeting.slug}",
+            "recorded": recorded,
+            "lobby": config.room.access is Access.LOBBY,
+            "starter": starter,
+        }
+        return call_page.render(
+            request,
+            language=language,
+            title=i18n.text(language, "page_title"),
+            body=body,
+            config=page_config,
+            livekit_url=self._settings.livekit_url,
+            status=400 if error else 200,
+        )
 
     async def _open_meeting(
         self, request: web.Request, language: str
@@ -340,6 +447,47 @@ class JoinPage:
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
+
+
+def prejoin_html(language: str, *, intro: str, recorded: bool, error_html: str, guest: bool) -> str:
+    """The pre-join screen as the server renders it: readable before the script runs, which adds
+    the camera and microphone preview into `#preview` and takes over the form."""
+    recording = recording_notice(language) if recorded else ""
+    if guest:
+        action = (
+            '<form method="post" id="join-form" class="visio-join-form">'
+            '<div class="fr-input-group">'
+            f'<label class="fr-label" for="name">{_t(language, "page_name_label")}</label>'
+            '<input id="name" name="name" class="fr-input" maxlength="48" required '
+            'autocomplete="name"></div>'
+            f'<button class="fr-btn" id="join" type="submit">{_t(language, "page_join")}</button>'
+            "</form>"
+            f'<p class="fr-hint-text visio-hint">{_t(language, "page_members_hint")}</p>'
+        )
+    else:
+        action = (
+            f"<p>{_t(language, 'callpage_member_intro')}</p>"
+            f'<button class="fr-btn" id="join" type="button">{_t(language, "page_join")}</button>'
+        )
+    return (
+        '<section id="prejoin" class="visio-prejoin fr-container">'
+        f'<h1 class="visio-title">{_t(language, "page_title")}</h1>'
+        f'<p class="visio-intro">{intro}</p>{recording}{error_html}'
+        '<div class="visio-prejoin__grid"><div id="preview" class="visio-preview"></div>'
+        f'<div class="visio-prejoin__action">{action}'
+        '<p id="status" class="visio-status" role="status" aria-live="polite"></p>'
+        "</div></div></section>"
+        '<div id="call" class="visio-call" hidden></div>'
+    )
+
+
+def _as_json(page: web.Response) -> web.Response:
+    """An explanation page (unknown, ended, members only) as the script's JSON error."""
+    errcodes = {404: "M_NOT_FOUND", 410: "M_NOT_FOUND", 403: "M_FORBIDDEN"}
+    found = re.search(r"<p>(.*?)</p>", page.text or "")
+    message = html.unescape(re.sub(r"<[^>]+>", "", found.group(1))) if found else ""
+    body = {"errcode": errcodes.get(page.status, "M_UNKNOWN"), "error": message}
+    return json_answer(body, status=page.status)
 
 
 async def _posted_name(request: web.Request) -> str:

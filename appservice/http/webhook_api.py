@@ -13,6 +13,7 @@ import logging
 from aiohttp import web
 
 from appservice.http.bodies import BodyTooLarge, read_capped
+from appservice.logs import set_log_context
 from bridge.meetings.lifecycle import MeetingLifecycle
 from bridge.meetings.webhooks import WebhookRejected, WebhookVerifier, translate
 
@@ -36,6 +37,9 @@ class WebhookAPI:
         except WebhookRejected as err:
             log.warning("Rejected a LiveKit webhook from %s: %s", request.remote, err)
             return web.json_response({"error": "invalid signature"}, status=401)
+        # Every line logged while applying it names the meeting's LiveKit room (visio-<slug>).
+        set_log_context(meeting=event.room.name or event.egress_info.room_name)
+        log.debug("LiveKit webhook %s: %s", event.id, event.event)
         try:
             fresh = await self._lifecycle.apply_webhook(event.id, translate(event))
         except Exception:

@@ -7,6 +7,10 @@ types a name or a password: their client vouches for them, and the bridge checks
 
 When joining means being recorded (for the meeting's transcript), the page says so and waits
 for the member to choose to join before signing in. The page is limited per client address.
+
+With the built-in call page (the default), the widget is that page in its member mode: the
+same pre-join screen (preview, devices), then the same widget API exchange and `/api/token`,
+from the page's own script, and the call inside the client's iframe.
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ import secrets
 
 from aiohttp import web
 
-from appservice.http.join_page import is_recorded, limited, page_language, recording_notice
+from appservice.http import call_page
+from appservice.http.join_page import (
+    JoinPage,
+    is_recorded,
+    limited,
+    meeting_language,
+    page_language,
+    prejoin_html,
+    recording_notice,
+)
 from bridge.meetings.service import MeetingService
 from bridge.messages import i18n
 from bridge.rate_limit import ClientAddresses, RateLimiter
@@ -139,7 +152,7 @@ class WidgetPage:
         self._addresses = addresses
         self._limiter = limiter
 
-    async def show(self, request: web.Request) -> web.Response:
+    async def show(self, request: web.Request, join_page: JoinPage | None = None) -> web.Response:
         language = page_language(request, self._default_language)
         client = self._addresses.of(request.remote, request.headers.getall("X-Forwarded-For", []))
         if not self._limiter.allow(client):
@@ -147,6 +160,8 @@ class WidgetPage:
             page = _document(language, f'<p class="error">{text}</p>', status=429)
             return limited(page, self._limiter.retry_after_s(client))
         slug = request.match_info["slug"]
+        if join_page is not None and join_page.builtin:
+            return await self._call_page(request, slug, language, join_page.livekit_url)
         recorded = await self._recorded(slug)
         config = {
             "slug": slug,
@@ -172,6 +187,28 @@ class WidgetPage:
             status = f'<p id="status" role="status">{signing_in}</p>'
         body = f'{status}<script type="application/json" id="visio-config">{config_json}</script>'
         return _document(language, body, script=_SCRIPT)
+
+    async def _call_page(
+        self, request: web.Request, slug: str, language: str, livekit_url: str
+    ) -> web.Response:
+        """The built-in call page in its member mode (signed in through the widget API)."""
+        meeting = await self._meetings.by_slug(slug)
+        recorded = False
+        if meeting is not None and meeting.is_open:
+            config = await self._room_settings.effective(meeting.room_id)
+            recorded = is_recorded(meeting, config)
+            language = meeting_language(request, config, self._default_language)
+        body = prejoin_html(language, intro="", recorded=recorded, error_html="", guest=False)
+        page_config = {"mode": "member", "slug": slug, "recorded": recorded, "lobby": False}
+        return call_page.render(
+            request,
+            language=language,
+            title=i18n.text(language, "page_title"),
+            body=body,
+            config=page_config,
+            livekit_url=livekit_url,
+            embeddable=True,
+        )
 
     async def _recorded(self, slug: str) -> bool:
         meeting = await self._meetings.by_slug(slug)

@@ -54,6 +54,17 @@ _LOG_TAIL_CHARS = 4000
 # single user legitimately sends bursts of requests.
 _NO_LIMIT: dict[str, float] = {"per_second": 10_000, "burst_count": 100_000}
 
+# What an appservice with end-to-bridge encryption needs from Synapse (extra_config): to-device
+# messages and device lists in its transactions, and acting as its own devices (MSC2409, MSC3202).
+# The registration asks for them too (appservice/registration.py, with encryption enabled).
+END_TO_BRIDGE_ENCRYPTION: Mapping[str, Any] = {
+    "experimental_features": {
+        "msc2409_to_device_messages_enabled": True,
+        "msc3202_device_masquerading": True,
+        "msc3202_transaction_extensions": True,
+    }
+}
+
 _NOT_INSTALLED_MESSAGE = "matrix-synapse is not installed: pip install 'visio-bridge[demo]'"
 
 
@@ -178,6 +189,10 @@ class LocalSynapse:
         return self._process is not None and self._process.returncode is None
 
     # -- configuration ------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """The homeserver.yaml :meth:`start` writes (the port must be known)."""
+        return self._build_config()
 
     def _build_config(self) -> dict[str, Any]:
         workdir = self._workdir

