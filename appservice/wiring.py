@@ -36,6 +36,7 @@ from appservice.background import (
 )
 from appservice.dispatch import EventDispatcher
 from appservice.encryption import EndToBridgeEncryption
+from appservice.http.call_page import ASSETS, dist_dir
 from appservice.http.health import HomeserverProbe, Readiness, database_check, livekit_check
 from appservice.http.join_page import PAGE_RATE, JoinLimits, JoinPage
 from appservice.http.token_api import PER_ADDRESS, PER_MEETING, TokenAPI
@@ -553,7 +554,7 @@ def _lobby(core: _Core, stack: contextlib.AsyncExitStack) -> tuple[Lobby, LobbyD
 
 
 def _join_page(core: _Core, lobby: Lobby, desk: LobbyDesk) -> JoinPage:
-    return JoinPage(
+    page = JoinPage(
         core.meetings,
         core.matrix,
         core.join_settings,
@@ -569,6 +570,13 @@ def _join_page(core: _Core, lobby: Lobby, desk: LobbyDesk) -> JoinPage:
         ),
         core.clock,
     )
+    if page.builtin and not ASSETS.built:
+        log.warning(
+            "The call page is not built (%s): join links will not work until "
+            "`bash .ci/build-callpage.sh` has run",
+            dist_dir(),
+        )
+    return page
 
 
 async def _token_api(core: _Core, stack: contextlib.AsyncExitStack) -> TokenAPI:
