@@ -33,30 +33,51 @@ class MeetingFollower(Protocol):
 
 
 class ObserverGroup:
-    """The status message, the widget, the recording and the call participant behind one call."""
+    """The status message, the widget, the recording and the call participant behind one call.
+
+    A follower never syncs the same meeting twice at once: a change that arrives while its sync
+    runs asks for one more pass after it (however many arrive), so a burst of webhooks cannot,
+    say, start three recordings of one meeting.
+    """
 
     def __init__(
         self, *observers: MeetingObserver, followers: Sequence[MeetingFollower] = ()
     ) -> None:
         self._observers = observers
         self._followers = followers
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._running: dict[tuple[int, MeetingID], asyncio.Task[None]] = {}
+        self._again: set[tuple[int, MeetingID]] = set()
 
     def meeting_changed(self, meeting_id: MeetingID) -> None:
         for observer in self._observers:
             observer.meeting_changed(meeting_id)
-        for follower in self._followers:
-            task = asyncio.create_task(_sync_logged(follower, meeting_id))
-            self._tasks.add(task)  # asyncio keeps only a weak reference to running tasks
-            task.add_done_callback(self._tasks.discard)
+        for index, follower in enumerate(self._followers):
+            key = (index, meeting_id)
+            if key in self._running:
+                self._again.add(key)
+                continue
+            # Kept in `_running` until done: asyncio holds only a weak reference to tasks.
+            self._running[key] = asyncio.create_task(self._follow(key, follower, meeting_id))
+
+    async def _follow(
+        self, key: tuple[int, MeetingID], follower: MeetingFollower, meeting_id: MeetingID
+    ) -> None:
+        try:
+            while True:
+                self._again.discard(key)
+                await _sync_logged(follower, meeting_id)
+                if key not in self._again:
+                    return
+        finally:
+            self._running.pop(key, None)
 
     async def settled(self) -> None:
         """Wait until every sync started so far has finished (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.wait(list(self._tasks))
+        while self._running:
+            await asyncio.wait(list(self._running.values()))
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        for task in list(self._running.values()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
