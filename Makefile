@@ -15,8 +15,8 @@ help: ## List the targets
 install: ## PostgreSQL, chromium, livekit-server, the venv with the test extra, transcription models
 	bash .ci/install-dev.sh $(VENV)
 
-test-fast: ## The inner loop: every test that needs no Synapse (target: under a minute)
-	$(PYTHON) -m pytest $(PYTEST_ARGS) -m "not synapse"
+test-fast: ## The inner loop: no Synapse, no speech models (target: under a minute)
+	$(PYTHON) -m pytest $(PYTEST_ARGS) -m "not synapse and not models"
 
 test: install ## The README's test command: install what is missing, then every test
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

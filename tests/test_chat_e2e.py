@@ -62,7 +62,9 @@ async def test_room_messages_reach_the_call_with_edits_and_deletions(live_stack:
     zoe = await join_as_guest(live_stack, slug, "Zoé")
     first = await alice.send(room, "bonjour à tous, voir https://exemple.fr")
     line = await zoe.wait_heard(lambda h: h.id == first)
-    assert _from_the_room(line) and line.text == "Alice : bonjour à tous, voir https://exemple.fr"
+    assert (
+        _from_the_room(line) and line.text == "Alice\u00a0: bonjour à tous, voir https://exemple.fr"
+    )
     await alice.send(
         room,
         "* bonjour à toutes",
@@ -71,7 +73,7 @@ async def test_room_messages_reach_the_call_with_edits_and_deletions(live_stack:
             "m.relates_to": {"rel_type": "m.replace", "event_id": first},
         },
     )
-    await zoe.wait_heard(lambda h: h.id == first and h.text == "Alice : bonjour à toutes")
+    await zoe.wait_heard(lambda h: h.id == first and h.text == "Alice\u00a0: bonjour à toutes")
     await alice.client.room_redact(room, first)
     await zoe.wait_heard(lambda h: h.id == first and h.text == "(message supprimé)")
     # An emote, and a reply whose quoted fallback is dropped.
@@ -81,9 +83,9 @@ async def test_room_messages_reach_the_call_with_edits_and_deletions(live_stack:
         "> <@bob:localhost> question ?\n\nréponse",
         **{"m.relates_to": {"m.in_reply_to": {"event_id": first}}},
     )
-    await zoe.wait_heard(lambda h: h.text == "Alice : réponse")
+    await zoe.wait_heard(lambda h: h.text == "Alice\u00a0: réponse")
     texts = [h.text for h in zoe.heard if _from_the_room(h)]
-    assert texts[-2:] == ["* Alice salue", "Alice : réponse"]
+    assert texts[-2:] == ["* Alice salue", "Alice\u00a0: réponse"]
 
 
 async def test_commands_and_the_bots_own_messages_stay_out_of_the_call(live_stack: Stack) -> None:
@@ -98,8 +100,8 @@ async def test_commands_and_the_bots_own_messages_stay_out_of_the_call(live_stac
     # Then a message that is mirrored: the room's events reach the call in their order, so
     # once it is heard, any of those mirrored would have been heard before it.
     await alice.send(room, "fin du test")
-    await zoe.wait_heard(lambda h: h.text == "Alice : fin du test")
-    assert [h.text for h in zoe.heard] == ["Alice : fin du test"]
+    await zoe.wait_heard(lambda h: h.text == "Alice\u00a0: fin du test")
+    assert [h.text for h in zoe.heard] == ["Alice\u00a0: fin du test"]
 
 
 async def test_call_messages_reach_the_room_from_members_and_guests_in_both_protocols(
@@ -114,7 +116,7 @@ async def test_call_messages_reach_the_room_from_members_and_guests_in_both_prot
     await alice_call.say("je vous entends")
     relayed = await wait_room_text(alice, room, lambda e: "je vous entends" in e["content"]["body"])
     assert relayed["sender"] == BOT
-    assert relayed["content"]["body"] == "Alice : je vous entends"
+    assert relayed["content"]["body"] == "Alice\u00a0: je vous entends"
     assert f'href="https://matrix.to/#/{alice.user_id}"' in relayed["content"]["formatted_body"]
     # A guest on a current app (text stream): through their ghost user, named as in the call.
     await zoe.say("coucou")
@@ -123,7 +125,7 @@ async def test_call_messages_reach_the_room_from_members_and_guests_in_both_prot
     assert guest["sender"] == ghost
     profile = await alice.client.get_displayname(ghost)
     assert isinstance(profile, nio.ProfileGetDisplayNameResponse)
-    assert profile.displayname == "Zoé (invité)"
+    assert profile.displayname == "Zoé (personne invitée)"
     # The same guest on an older app (legacy packet), then an edit of it: the same Matrix event.
     message_id = await zoe.say_legacy("ancien")
     legacy = await wait_room_text(alice, room, lambda e: e["content"]["body"] == "ancien")
@@ -155,10 +157,10 @@ async def test_chat_mirror_off_is_honoured(live_stack: Stack) -> None:
     await alice.client.room_put_state(room, ROOM_CONFIG_EVENT, {"chat_mirror": True})
     await bridge_in_call(zoe)
     await alice.send(room, "pour la visio")
-    await zoe.wait_heard(lambda h: h.text == "Alice : pour la visio")
+    await zoe.wait_heard(lambda h: h.text == "Alice\u00a0: pour la visio")
     await zoe.say("pour le salon")
     await wait_room_text(alice, room, lambda e: e["content"]["body"] == "pour le salon")
-    assert [h.text for h in zoe.heard] == ["Alice : pour la visio"]
+    assert [h.text for h in zoe.heard] == ["Alice\u00a0: pour la visio"]
     assert [e["content"]["body"] for e in await room_texts(alice, room)] == [
         "!visio",
         "pas pour la visio",
@@ -208,4 +210,5 @@ async def test_a_restart_in_a_burst_loses_and_doubles_nothing(live_stack: Stack)
     from_room = [h for h in zoe.heard if _from_the_room(h)]
     assert list(dict.fromkeys(h.id for h in from_room)) == [*sent, last]
     texts = {h.id: h.text for h in from_room}
-    assert [texts[event_id] for event_id in sent] == [f"Alice : salon {n:02d}" for n in range(50)]
+    expected = [f"Alice\u00a0: salon {n:02d}" for n in range(50)]
+    assert [texts[event_id] for event_id in sent] == expected

@@ -19,6 +19,7 @@ from fast import ALICE, BOB, BOT, ROOM, FastBridge
 
 CAROL = "@carol:localhost"
 LINK = re.compile(r"https://visio\.test/m/([a-z]{3}-[a-z]{4}-[a-z]{3})")
+NOTHING_TO_END = "Aucune visio n\u2019est en cours\u00a0: il n\u2019y a rien à terminer."
 REFERENCE = re.compile(r"\(référence VB-[A-HJ-NP-Z2-9]{6}\)$")
 ENGLISH = {"meetings": {"default_language": "en"}}
 MINUTE_MS = 60_000
@@ -63,8 +64,8 @@ async def test_visio_posts_a_status_message_with_the_join_link_in_french(
     status = status_message(fast)
     slug = slug_in(status.body)
     link = f"https://visio.test/m/{slug}"
-    assert status.body == f"Visio démarrée par Alice — rejoindre : {link}"
-    assert status.html == f'Visio démarrée par Alice — rejoindre : <a href="{link}">{link}</a>'
+    assert status.body == f"Visio démarrée par Alice — rejoindre\u00a0: {link}"
+    assert status.html == f'Visio démarrée par Alice — rejoindre\u00a0: <a href="{link}">{link}</a>'
     # One LiveKit room, named after the slug, with Element Call's timeouts and the room's id.
     [create] = fast.livekit.calls("CreateRoom")
     assert create.request.name == f"visio-{slug}"
@@ -93,7 +94,7 @@ async def test_visio_posts_a_status_message_with_the_join_link_in_french(
 )
 async def test_other_ways_of_typing_the_command(fast: FastBridge, typed: str) -> None:
     await fast.say(typed)
-    assert status_message(fast).body.startswith("Visio démarrée par Alice — rejoindre : ")
+    assert status_message(fast).body.startswith("Visio démarrée par Alice — rejoindre\u00a0: ")
     assert len(fast.livekit.calls("CreateRoom")) == 1
 
 
@@ -121,7 +122,9 @@ async def test_a_second_visio_gives_the_same_link_and_no_second_room(fast: FastB
     link = f"https://visio.test/m/{slug_in(status_message(fast).body)}"
     again = await fast.say("!visio", sender=BOB)
     [answer] = fast.matrix.replies_to(again)
-    assert answer.body == f"Une visio est déjà en cours (démarrée par Alice) — rejoindre : {link}"
+    assert (
+        answer.body == f"Une visio est déjà en cours (démarrée par Alice) — rejoindre\u00a0: {link}"
+    )
     assert f'<a href="{link}">{link}</a>' in answer.html
     assert len(fast.livekit.calls("CreateRoom")) == 1
     assert len(fast.notices()) == 2
@@ -166,7 +169,7 @@ async def test_end_by_the_starter_deletes_the_room_and_ends_the_status_message(
     status = status_message(fast)
     slug = slug_in(status.body)
     end = await fast.say("!visio end")
-    ended = "Visio terminée par Alice — moins d'une minute, 0 participant."
+    ended = "Visio terminée par Alice — moins d\u2019une minute, 0 personne."
     # The status message now says it is over, and a reply to it notifies the room.
     assert fast.matrix.current_text(status.event_id) == ended
     [notice] = fast.matrix.replies_to(status.event_id)
@@ -177,7 +180,7 @@ async def test_end_by_the_starter_deletes_the_room_and_ends_the_status_message(
     assert fast.livekit.rooms == {}
     status_query = await fast.say("!visio status")
     assert fast.answers_to(status_query) == [
-        "Aucune visio en cours. Tapez !visio pour en démarrer une."
+        "Aucune visio n\u2019est en cours. Tapez !visio pour en démarrer une."
     ]
 
 
@@ -188,8 +191,8 @@ async def test_end_is_refused_to_a_plain_member_who_did_not_start_it(fast: FastB
     sent_before = len(fast.matrix.sent)
     refused = await fast.say("!visio end", sender=CAROL)
     assert fast.answers_to(refused) == [
-        "Seule la personne qui a démarré la visio (Bob) ou un modérateur "
-        "(niveau de pouvoir 50) peut la terminer."
+        "Cette visio ne peut être terminée que par la personne qui l\u2019a démarrée (Bob) ou par "
+        "les modérateurs (niveau 50)."
     ]
     assert len(fast.matrix.sent) == sent_before + 1
     assert fast.livekit.calls("DeleteRoom") == []
@@ -210,7 +213,7 @@ async def test_the_starter_may_end_their_call_without_any_power(fast: FastBridge
 
 async def test_end_with_no_call_running_says_so(fast: FastBridge) -> None:
     end = await fast.say("!visio end")
-    assert fast.answers_to(end) == ["Aucune visio en cours à terminer."]
+    assert fast.answers_to(end) == [NOTHING_TO_END]
     assert fast.livekit.calls("DeleteRoom") == []
 
 
@@ -222,7 +225,7 @@ async def test_end_failing_in_livekit_keeps_the_call_and_gives_a_reference(
     fast.livekit.fail_next("DeleteRoom")
     end = await fast.say("!visio end")
     [answer] = fast.answers_to(end)
-    assert answer.startswith("La visio n'a pas pu être terminée : ")
+    assert answer.startswith("La visio n\u2019a pas pu être terminée\u00a0: ")
     assert REFERENCE.search(answer), answer
     assert fast.matrix.edits_of(status.event_id) == []
     assert len(fast.livekit.rooms) == 1
@@ -237,18 +240,27 @@ async def test_end_failing_in_livekit_keeps_the_call_and_gives_a_reference(
 
 async def test_status_tells_how_long_the_call_has_run(fast: FastBridge) -> None:
     none = await fast.say("!visio status")
-    assert fast.answers_to(none) == ["Aucune visio en cours. Tapez !visio pour en démarrer une."]
+    assert fast.answers_to(none) == [
+        "Aucune visio n\u2019est en cours. Tapez !visio pour en démarrer une."
+    ]
     await fast.say("!visio", sender=BOB)
     link = f"https://visio.test/m/{slug_in(status_message(fast).body)}"
-    fast.clock.now += 5 * MINUTE_MS
+    # From the start LiveKit stamped (its webhook runs on the wall clock, in whole seconds).
+    started = await fast.running.db.fetchval(
+        "SELECT COALESCE(started_at, created_at) FROM meetings"
+    )
+    fast.clock.now = started + 5 * MINUTE_MS
     early = await fast.say("!visio statut")
     assert fast.answers_to(early) == [
-        f"Visio en cours depuis 5 min, démarrée par Bob — rejoindre : {link}"
+        f"Visio en cours depuis 5\u00a0min, démarrée par Bob — rejoindre\u00a0: {link}"
     ]
     fast.clock.now += 70 * MINUTE_MS
     late = await fast.say("!visio état")
     [answer] = fast.matrix.replies_to(late)
-    assert answer.body == f"Visio en cours depuis 1 h 15, démarrée par Bob — rejoindre : {link}"
+    assert (
+        answer.body
+        == f"Visio en cours depuis 1\u00a0h\u00a015, démarrée par Bob — rejoindre\u00a0: {link}"
+    )
     assert f'<a href="{link}">{link}</a>' in answer.html
 
 
@@ -256,21 +268,25 @@ async def test_status_tells_how_long_the_call_has_run(fast: FastBridge) -> None:
 async def test_help_lists_the_commands(fast: FastBridge, typed: str) -> None:
     command = await fast.say(typed)
     [help_text] = fast.matrix.replies_to(command)
-    assert help_text.body.startswith("Commandes Visio :\n• !visio — démarrer une visio")
-    assert "• !visio end — terminer la visio" in help_text.body
-    assert "<br>• !visio status — " in help_text.html
+    assert help_text.body.startswith("Commandes Visio\u00a0:\n• !visio — démarrer une visio")
+    assert "• !visio fin — terminer la visio" in help_text.body
+    assert "<br>• !visio statut — " in help_text.html
     assert livekit_calls(fast) == []
 
 
 async def test_an_unknown_subcommand_is_named_and_followed_by_the_help(fast: FastBridge) -> None:
     command = await fast.say("!visio frobnicate now")
     [answer] = fast.matrix.replies_to(command)
-    assert answer.body.startswith("Commande inconnue : « frobnicate ».\nCommandes Visio :\n")
-    assert answer.html.startswith("Commande inconnue : « frobnicate ».<br>Commandes Visio :")
+    assert answer.body.startswith(
+        "Commande inconnue\u00a0: «\u00a0frobnicate\u00a0».\nCommandes Visio\u00a0:\n"
+    )
+    assert answer.html.startswith(
+        "Commande inconnue\u00a0: «\u00a0frobnicate\u00a0».<br>Commandes Visio\u00a0:"
+    )
     escaped = await fast.say("!visio <img>")
     [answer] = fast.matrix.replies_to(escaped)
-    assert answer.body.startswith("Commande inconnue : « <img> ».")
-    assert answer.html.startswith("Commande inconnue : « &lt;img&gt; ».")
+    assert answer.body.startswith("Commande inconnue\u00a0: «\u00a0<img>\u00a0».")
+    assert answer.html.startswith("Commande inconnue\u00a0: «\u00a0&lt;img&gt;\u00a0».")
     assert livekit_calls(fast) == []
 
 
@@ -304,13 +320,14 @@ async def test_livekit_refusing_gives_a_clear_message_and_nothing_stays_live(
     command = await fast.say("!visio")
     [error] = fast.answers_to(command)
     assert error.startswith(
-        "La visio n'a pas pu être créée : le serveur de visioconférence a refusé la demande. "
+        "La visio n\u2019a pas pu être créée\u00a0: le serveur de "
+        "visioconférence a refusé la demande. "
     )
     assert REFERENCE.search(error), error
     assert [s.kind for s in fast.matrix.sent] == ["notice"]  # no status message
     assert fast.livekit.rooms == {}
     status = await fast.say("!visio status")
-    assert fast.answers_to(status)[0].startswith("Aucune visio en cours")
+    assert fast.answers_to(status)[0].startswith("Aucune visio n\u2019est en cours")
     # The next attempt works: the failed meeting freed the room.
     await fast.say("!visio")
     assert status_message(fast).body.startswith("Visio démarrée par Alice")
@@ -322,13 +339,13 @@ async def test_livekit_down_gives_a_clear_message(fast: FastBridge) -> None:
     command = await fast.say("!visio")
     [error] = fast.answers_to(command)
     assert error.startswith(
-        "La visio n'a pas pu être créée : le serveur de visioconférence ne répond pas. "
+        "La visio n\u2019a pas pu être créée\u00a0: le serveur de visioconférence ne répond pas. "
         "Réessayez dans quelques minutes. "
     )
     assert REFERENCE.search(error), error
     assert len(fast.matrix.sent) == 1
     status = await fast.say("!visio status")
-    assert fast.answers_to(status)[0].startswith("Aucune visio en cours")
+    assert fast.answers_to(status)[0].startswith("Aucune visio n\u2019est en cours")
 
 
 # --- replays and an unreachable homeserver --------------------------------------------------
@@ -388,7 +405,7 @@ async def test_a_call_started_while_the_homeserver_is_down_is_announced_once_it_
     fast.clock.now += RETRY_MS
     await fast.settle()
     [status] = fast.matrix.sent[before:]
-    assert status.body.startswith("Visio démarrée par Alice — rejoindre : ")
+    assert status.body.startswith("Visio démarrée par Alice — rejoindre\u00a0: ")
     assert f"visio-{slug_in(status.body)}" in fast.livekit.rooms
     assert len(fast.livekit.calls("CreateRoom")) == 1
 
@@ -407,7 +424,9 @@ async def test_an_answer_waits_for_the_homeserver_to_come_back(
     await fast.settle()
     [answer] = fast.matrix.sent
     assert answer.reply_to == command
-    assert answer.body.startswith(("Aucune visio en cours.", "Commandes Visio :", "Commande in"))
+    assert answer.body.startswith(
+        ("Aucune visio n\u2019est en cours.", "Commandes Visio\u00a0:", "Commande in")
+    )
 
 
 async def test_an_end_while_the_homeserver_is_down_happens_once_it_is_back(
@@ -468,7 +487,9 @@ async def test_the_bot_joins_on_invite_and_says_hello(fast: FastBridge) -> None:
     )
     assert room in fast.matrix.joined_rooms
     [hello] = fast.notices(room)
-    assert hello.startswith("Bonjour ! Tapez !visio (ou /visio) pour démarrer")
+    assert hello.startswith(
+        "Bonjour\u202f! Pour démarrer une visioconférence dans ce salon, tapez !visio"
+    )
 
 
 async def test_an_invite_from_a_server_not_allowed_is_declined(fast: FastBridge) -> None:
@@ -494,4 +515,6 @@ async def test_a_later_end_after_the_call_ended_says_there_is_nothing_to_end(
     await fast.say("!visio end")
     fast.clock.now += 5 * 60_000
     again = await fast.say("!visio end")
-    assert fast.answers_to(again) == ["Aucune visio en cours à terminer."]
+    assert fast.answers_to(again) == [
+        "Aucune visio n\u2019est en cours\u00a0: il n\u2019y a rien à terminer."
+    ]

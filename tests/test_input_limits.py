@@ -44,7 +44,9 @@ def test_plain_integers_still_work_and_negatives_are_out_of_range() -> None:
 async def test_a_malformed_integer_is_answered_not_retried(fast: FastBridge, typed: str) -> None:
     command = await fast.say(f"!visio config start_power_level {typed}")
     [answer] = fast.answers_to(command)
-    assert answer.startswith("Réglages Visio refusés : « start_power_level »"), answer
+    assert answer.startswith(
+        "Réglages Visio refusés\u00a0: le réglage «\u00a0start_power_level\u00a0»"
+    ), answer
     assert "erreur inattendue" not in " ".join(fast.notices())
     row = await fast.running.db.fetchrow(
         "SELECT state, attempts FROM inbox WHERE event_id=$1", command
@@ -164,7 +166,7 @@ async def test_a_recording_outside_the_folder_is_refused(
     )
     assert row is not None
     assert row["transcript_state"].startswith("failed") and row["recording_path"] is None
-    assert any("L'enregistrement de la visio a échoué" in n for n in recorder.notices())
+    assert any("L\u2019enregistrement de la visio a échoué" in n for n in recorder.notices())
     await recorder.livekit.finish_room(lk_room)
     await recorder.settle()
     assert await recorder.running.db.fetchval("SELECT COUNT(*) FROM jobs") == 0

@@ -47,7 +47,7 @@ async def test_page_asks_for_a_name_then_hands_a_one_room_token_to_its_script(
     assert answer["state"] == "joined" and answer["livekit_url"] == "wss://livekit.test"
     claims = TokenVerifier(fast.livekit.api_key, fast.livekit.api_secret).verify(answer["token"])
     assert claims.identity == answer["identity"] and claims.identity.startswith("guest-")
-    assert claims.name == answer["name"] == "Zoé Martin (invité)"
+    assert claims.name == answer["name"] == "Zoé Martin (personne invitée)"
     assert claims.video is not None
     assert claims.video.room == f"visio-{slug}" and claims.video.room_join
     assert not claims.video.room_admin and not claims.video.room_create

@@ -43,7 +43,7 @@ async def _knock(fast: FastBridge, slug: str, name: str) -> str:
         ) as page:
             assert page.status == 200
             text = await page.text()
-    assert "Salle d'attente" in text
+    assert "Salle d\u2019attente" in text
     found = re.search(r'"id": "([A-Za-z0-9_-]+)"', text)
     assert found, text
     return found.group(1)  # the room notice was posted before the page answered
@@ -78,7 +78,7 @@ async def _react(fast: FastBridge, event_id: str, key: str, sender: str = ALICE)
 
 
 def _lobby_notice(fast: FastBridge) -> Sent:
-    [notice] = [s for s in fast.matrix.in_room(ROOM, "notice") if "attend l'entrée" in s.body]
+    [notice] = [s for s in fast.matrix.in_room(ROOM, "notice") if "demande à entrer" in s.body]
     return notice
 
 
@@ -91,7 +91,8 @@ async def test_a_member_lets_the_guest_in(fast: FastBridge) -> None:
     request_id = await _knock(fast, slug, "Zoé")
     lobby = _lobby_notice(fast)
     assert lobby.body == (
-        "Zoé (invité) attend l'entrée de la visio — ✅ pour l'admettre, ⛔ pour refuser."
+        "Zoé (personne invitée) demande à entrer dans la visio\u00a0: ✅ pour "
+        "accepter, ⛔ pour refuser."
     )
     # The bot offers both answers, so members only have to click.
     reactions = [s.key for s in fast.matrix.replies_to(lobby.event_id) if s.kind == "reaction"]
@@ -104,10 +105,12 @@ async def test_a_member_lets_the_guest_in(fast: FastBridge) -> None:
     assert answer["frontend_url"].startswith("#livekit_url=")
     token = parse_qs(urlparse(answer["frontend_url"]).fragment)["token"][0]
     claims = TokenVerifier(fast.livekit.api_key, fast.livekit.api_secret).verify(token)
-    assert claims.identity.startswith("guest-") and claims.name == "Zoé (invité)"
+    assert claims.identity.startswith("guest-") and claims.name == "Zoé (personne invitée)"
     assert claims.video is not None
     assert claims.video.room == f"visio-{slug}" and not claims.video.room_admin
-    assert _outcomes(fast, lobby) == ["Zoé (invité) a été admis dans la visio par Alice."]
+    assert _outcomes(fast, lobby) == [
+        "L\u2019entrée de Zoé (personne invitée) dans la visio a été acceptée par Alice."
+    ]
 
 
 async def test_a_refusal_and_a_reaction_from_someone_not_allowed(fast: FastBridge) -> None:
@@ -124,7 +127,7 @@ async def test_a_refusal_and_a_reaction_from_someone_not_allowed(fast: FastBridg
     # The page that was waiting all along hears the refusal, not an admission.
     assert await asyncio.wait_for(waiting, ANSWER_S) == {"state": "refused"}
     assert _outcomes(fast, lobby) == [
-        "Mallory (invité) n'a pas été admis dans la visio (refusé par Alice)."
+        "L\u2019entrée de Mallory (personne invitée) dans la visio a été refusée par Alice."
     ]
     # Deciding again changes nothing.
     await _react(fast, lobby.event_id, "👍")
@@ -139,7 +142,7 @@ async def test_a_member_with_the_start_level_decides(fast: FastBridge) -> None:
     await _react(fast, _lobby_notice(fast).event_id, "👍", sender=BOB)
     assert (await _poll(fast, request_id))["state"] == "admitted"
     assert _outcomes(fast, _lobby_notice(fast)) == [
-        "Zoé (invité) a été admis dans la visio par Bob."
+        "L\u2019entrée de Zoé (personne invitée) dans la visio a été acceptée par Bob."
     ]
 
 
@@ -163,7 +166,8 @@ async def test_nobody_answering_expires_the_request(fast: FastBridge) -> None:
     assert await fast.running.lobby.expire() == 1
     assert await asyncio.wait_for(waiting, ANSWER_S) == {"state": "expired"}
     assert _outcomes(fast, lobby) == [
-        "Zoé (invité) attendait l'entrée de la visio ; personne n'a répondu à temps."
+        "Zoé (personne invitée) a demandé à entrer dans la visio, mais "
+        "personne n\u2019a répondu à temps."
     ]
     await _react(fast, lobby.event_id, "✅")  # too late
     assert await _poll(fast, request_id) == {"state": "expired"}
@@ -178,7 +182,8 @@ async def test_the_waiting_page_itself_closes_a_request_past_its_time(fast: Fast
     fast.clock.now += 60_000
     assert await asyncio.wait_for(_poll(fast, request_id), ANSWER_S) == {"state": "expired"}
     assert _outcomes(fast, _lobby_notice(fast)) == [
-        "Zoé (invité) attendait l'entrée de la visio ; personne n'a répondu à temps."
+        "Zoé (personne invitée) a demandé à entrer dans la visio, mais "
+        "personne n\u2019a répondu à temps."
     ]
     assert await fast.running.lobby.expire() == 0
 
@@ -224,4 +229,4 @@ async def test_rooms_open_to_guests_have_no_lobby(fast: FastBridge) -> None:
         ) as page:
             assert page.status == 200
             assert (await page.json())["state"] == "joined"
-    assert [n for n in fast.notices() if "attend l'entrée" in n] == []
+    assert [n for n in fast.notices() if "demande à entrer" in n] == []

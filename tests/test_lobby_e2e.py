@@ -43,7 +43,7 @@ async def _knock(stack: Stack, slug: str, name: str) -> str:
         async with session.post(url, data={"name": name}, allow_redirects=False) as page:
             assert page.status == 200
             text = await page.text()
-    assert "Salle d'attente" in text
+    assert "Salle d\u2019attente" in text
     found = re.search(r'"id": "([A-Za-z0-9_-]+)"', text)
     assert found, text
     return found.group(1)
@@ -62,7 +62,8 @@ async def _react(human: Human, room: str, event_id: str, key: str) -> None:
 
 
 def _lobby_notice(event: dict[str, Any]) -> bool:
-    return "attend l'entrée" in event["content"]["body"] and "m.new_content" not in event["content"]
+    content = event["content"]
+    return "demande à entrer" in content["body"] and "m.new_content" not in content
 
 
 async def test_a_member_lets_the_guest_in(stack: Stack) -> None:
@@ -70,7 +71,7 @@ async def test_a_member_lets_the_guest_in(stack: Stack) -> None:
     request_id = await _knock(stack, slug, "Zoé")
     waiting = asyncio.create_task(_poll(stack, request_id))  # the page's long-poll
     [lobby] = await anne.wait_for(room, _lobby_notice)
-    assert lobby["content"]["body"].startswith("Zoé (invité) attend l'entrée")
+    assert lobby["content"]["body"].startswith("Zoé (personne invitée) demande à entrer")
     assert not waiting.done()
     await _react(anne, room, lobby["event_id"], "✅")
     answer = await asyncio.wait_for(waiting, 10)
@@ -78,12 +79,12 @@ async def test_a_member_lets_the_guest_in(stack: Stack) -> None:
     # The built-in page reads its token from a fragment, never sent to any server.
     token = parse_qs(urlparse(answer["frontend_url"]).fragment)["token"][0]
     claims = TokenVerifier(stack.livekit.api_key, stack.livekit.api_secret).verify(token)
-    assert claims.identity.startswith("guest-") and claims.name == "Zoé (invité)"
+    assert claims.identity.startswith("guest-") and claims.name == "Zoé (personne invitée)"
     assert claims.video.room == f"visio-{slug}" and not claims.video.room_admin
     await anne.wait_for(
         room,
         lambda e: (
             e["content"].get("m.new_content", {}).get("body", "")
-            == "Zoé (invité) a été admis dans la visio par Anne."
+            == "L\u2019entrée de Zoé (personne invitée) dans la visio a été acceptée par Anne."
         ),
     )

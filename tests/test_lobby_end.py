@@ -25,14 +25,17 @@ from test_lobby import (
 
 from bridge.lobby.requests import LobbyState
 
-ENDED = "Zoé (invité) attendait l'entrée de la visio ; la visio s'est terminée avant."
+ENDED = (
+    "Zoé (personne invitée) a demandé à entrer dans la visio, mais la "
+    "visio s\u2019est terminée avant."
+)
 
 
 def _notice_of(fast: FastBridge, guest: str) -> str:
     [sent] = [
         s
         for s in fast.matrix.in_room(ROOM, "notice")
-        if s.body.startswith(f"{guest} (invité) attend l'entrée")
+        if s.body.startswith(f"{guest} (personne invitée) demande à entrer")
     ]
     return sent.event_id
 
@@ -81,7 +84,9 @@ async def test_decided_requests_keep_their_outcome(fast: FastBridge) -> None:
     assert await _poll(fast, admitted) == {"state": "admitted"}  # no token: the call is over
     assert await _poll(fast, waiting) == {"state": "ended"}
     yann = fast.matrix.edits_of(_notice_of(fast, "Yann"))
-    assert [e.body for e in yann] == ["Yann (invité) a été admis dans la visio par Alice."]
+    assert [e.body for e in yann] == [
+        "L\u2019entrée de Yann (personne invitée) dans la visio a été acceptée par Alice."
+    ]
 
 
 @pytest.mark.parametrize("fast", [{"meetings": {"default_language": "en"}}], indirect=True)
@@ -94,9 +99,9 @@ async def test_the_room_is_told_in_its_language(fast: FastBridge) -> None:
     request_id = await fast.running.db.fetchval("SELECT id FROM lobby_requests")
     await fast.say("!visio end")
     assert await _poll(fast, request_id) == {"state": "ended"}
-    [lobby] = [s for s in fast.matrix.in_room(ROOM, "notice") if "waiting to join" in s.body]
+    [lobby] = [s for s in fast.matrix.in_room(ROOM, "notice") if "asking to join" in s.body]
     assert _outcomes(fast, lobby) == [
-        "Zoé (guest) was waiting to join the call; the call ended first."
+        "Zoé (guest) asked to join the call, but the call ended first."
     ]
 
 

@@ -79,7 +79,7 @@ async def test_a_reaction_from_another_room_does_not_admit(fast: FastBridge) -> 
     # Mallory is an admin of another room the bot is in, and reacts there to the notice's id.
     fast.matrix.room(OTHER_ROOM, members={MALLORY: "Mallory"}, levels={MALLORY: 100})
     await fast.event(_reaction(MALLORY, OTHER_ROOM, notice_id))
-    assert "attend" in await _lobby_notice_text(fast, notice_id)
+    assert "demande à entrer" in await _lobby_notice_text(fast, notice_id)
     # The room's own admin still decides.
     await fast.event(_reaction(ALICE, ROOM, notice_id))
     assert (await _lobby_state(fast, request_id))["state"] == "admitted"
@@ -89,7 +89,7 @@ async def test_a_reaction_from_another_room_does_not_admit(fast: FastBridge) -> 
 async def test_only_an_annotation_decides(fast: FastBridge) -> None:
     notice_id, request_id = await _guest_knocks(fast)
     await fast.event(_reaction(ALICE, ROOM, notice_id, rel_type="m.reference"))
-    assert "attend" in await _lobby_notice_text(fast, notice_id)
+    assert "demande à entrer" in await _lobby_notice_text(fast, notice_id)
     await fast.event(_reaction(ALICE, ROOM, notice_id, key="⛔"))
     assert (await _lobby_state(fast, request_id))["state"] == "refused"
 
@@ -99,7 +99,7 @@ async def test_someone_who_left_the_room_does_not_decide(fast: FastBridge) -> No
     # Mallory still holds power 100 in the room's power levels, but has left the room.
     fast.matrix.room(ROOM, levels={MALLORY: 100})
     await fast.event(_reaction(MALLORY, ROOM, notice_id))
-    assert "attend" in await _lobby_notice_text(fast, notice_id)
+    assert "demande à entrer" in await _lobby_notice_text(fast, notice_id)
 
 
 async def test_an_admitted_guest_gets_no_token_once_the_room_closes_to_guests(

@@ -17,7 +17,7 @@ from fast import ROOM, FastBridge
 from livekit.protocol import models
 from livekit.protocol.webhook import WebhookEvent
 
-LINK_SUFFIX = "— rejoindre : https://visio.test/m/"
+LINK_SUFFIX = "— rejoindre\u00a0: https://visio.test/m/"
 
 
 async def _live_meeting(fast: FastBridge) -> tuple[str, str]:
@@ -54,16 +54,16 @@ async def test_joins_and_leaves_edit_the_status_message(fast: FastBridge) -> Non
     await fast.settle()
     assert _edit_count(fast, status) == 1
     assert "Visio en cours, démarrée par Alice à " in _shown(fast, status)
-    assert f"— 1 participant : Zoé {LINK_SUFFIX}" in _shown(fast, status)
+    assert f"— 1 personne\u00a0: Zoé {LINK_SUFFIX}" in _shown(fast, status)
     # A member joins with their Matrix id as identity; names are listed alphabetically.
     await fast.livekit.join(lk_room, "@bob:localhost", "Bob")
     await fast.settle()
     assert _edit_count(fast, status) == 2
-    assert f"— 2 participants : Bob, Zoé {LINK_SUFFIX}" in _shown(fast, status)
+    assert f"— 2 personnes\u00a0: Bob, Zoé {LINK_SUFFIX}" in _shown(fast, status)
     await fast.livekit.leave(lk_room, "guest-1")
     await fast.settle()
     assert _edit_count(fast, status) == 3
-    assert f"— 1 participant : Bob {LINK_SUFFIX}" in _shown(fast, status)
+    assert f"— 1 personne\u00a0: Bob {LINK_SUFFIX}" in _shown(fast, status)
     # Everyone gone (the room still open): back to the invitation, with its link.
     await fast.livekit.leave(lk_room, "@bob:localhost", aborted=True)
     await fast.settle()
@@ -86,9 +86,9 @@ async def test_a_burst_of_joins_rides_along_with_the_edit_in_flight(fast: FastBr
     # Twenty-nine joins during one edit: one more edit, showing all thirty.
     edits = [sent.body for sent in fast.matrix.edits_of(status)]
     assert len(edits) == 2, edits
-    assert f"— 1 participant : Invité 00 {LINK_SUFFIX}" in edits[0]
-    names = "Invité 00, Invité 01, Invité 02, Invité 03, Invité 04 +25 autres"
-    assert f"— 30 participants : {names} {LINK_SUFFIX}" in edits[1]
+    assert f"— 1 personne\u00a0: Invité 00 {LINK_SUFFIX}" in edits[0]
+    names = "Invité 00, Invité 01, Invité 02, Invité 03, Invité 04 et 25 autres"
+    assert f"— 30 personnes\u00a0: {names} {LINK_SUFFIX}" in edits[1]
     revisions = await fast.running.db.fetchrow("SELECT status_rev, status_sent_rev FROM meetings")
     assert revisions["status_rev"] == revisions["status_sent_rev"]
 
@@ -104,7 +104,7 @@ async def test_room_finished_ends_the_meeting_with_a_reply(fast: FastBridge) -> 
     await fast.settle()
     await fast.livekit.finish_room(lk_room)  # both leave, then room_finished
     await fast.settle()
-    ended = "Visio terminée — moins d'une minute, 2 participants."
+    ended = "Visio terminée — moins d\u2019une minute, 2 personnes."
     assert _shown(fast, status) == ended
     # Edits do not notify: the end is also said in a reply to the status message.
     [reply] = _end_notices(fast, status)
@@ -178,7 +178,7 @@ async def test_a_leave_that_overtakes_its_join_leaves_nobody_behind(fast: FastBr
         assert await fast.livekit.send_webhook(event) == 200
     await fast.livekit.join(lk_room, "guest-y", "Yasmine")
     await fast.settle()
-    assert f"— 1 participant : Yasmine {LINK_SUFFIX}" in _shown(fast, status)
+    assert f"— 1 personne\u00a0: Yasmine {LINK_SUFFIX}" in _shown(fast, status)
     present = "SELECT COUNT(*) FROM participants WHERE sid='PA_late' AND left_at IS NULL"
     assert await fast.running.db.fetchval(present) == 0
 
@@ -231,13 +231,13 @@ async def test_reconcile_repairs_the_participant_list(fast: FastBridge) -> None:
     report = await fast.running.lifecycle.reconcile()
     assert (report.checked, report.ended, report.repaired_participants) == (1, 0, 2)
     await fast.settle()
-    assert f"— 2 participants : Yann, Zoé {LINK_SUFFIX}" in _shown(fast, status)
+    assert f"— 2 personnes\u00a0: Yann, Zoé {LINK_SUFFIX}" in _shown(fast, status)
     # A departure that was lost too.
     await fast.livekit.leave(lk_room, "guest-1")
     report = await fast.running.lifecycle.reconcile()
     assert report.repaired_participants == 1
     await fast.settle()
-    assert f"— 1 participant : Yann {LINK_SUFFIX}" in _shown(fast, status)
+    assert f"— 1 personne\u00a0: Yann {LINK_SUFFIX}" in _shown(fast, status)
     # In step: a pass repairs nothing and edits nothing.
     edits = _edit_count(fast, status)
     report = await fast.running.lifecycle.reconcile()

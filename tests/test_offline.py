@@ -44,6 +44,7 @@ def _remote(address: str) -> bool:
 
 
 @needs_models
+@pytest.mark.models
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_recognising_speech_connects_nowhere(tmp_path: Path) -> None:
     trace = tmp_path / "trace"
@@ -76,6 +77,7 @@ def test_a_local_pipeline_passes(tmp_path: Path) -> None:
 
 
 @needs_models
+@pytest.mark.models
 def test_the_diarizer_refuses_a_remote_pipeline_folder(tmp_path: Path) -> None:
     from bridge.transcription.diarize import DiarizationUnavailable, Diarizer
 

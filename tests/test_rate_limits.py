@@ -204,7 +204,7 @@ async def test_get_routes_answer_429_past_their_limit(fast: FastBridge) -> None:
             assert response.status == 429
             assert await response.json() == {
                 "errcode": "M_LIMIT_EXCEEDED",
-                "error": "Trop de tentatives : réessayez dans quelques secondes.",
+                "error": "Trop de tentatives\u00a0: réessayez dans quelques secondes.",
                 "retry_after_ms": int(response.headers["Retry-After"]) * 1000,
             }
         async with client.get(f"{fast.base_url}/m/{slug}?lang=en") as response:
@@ -256,7 +256,7 @@ async def _poll(url: str, address: str) -> tuple[int, dict[str, Any]]:
 
 
 def _lobby_notice(fast: FastBridge) -> Sent:
-    [notice] = [s for s in fast.matrix.in_room(ROOM, "notice") if "attend l'entrée" in s.body]
+    [notice] = [s for s in fast.matrix.in_room(ROOM, "notice") if "demande à entrer" in s.body]
     return notice
 
 

@@ -64,7 +64,7 @@ async def test_tokens_the_bridge_mints_are_accepted_with_the_names_the_room_sees
     # The names people see in the call are the ones the room sees in the status message.
     zoe_name = alice_call.others()[zoe.identity]
     alice_name = zoe.others()[alice.user_id]
-    assert (alice_name, zoe_name) == ("Alice Martin", "Zoé (invité)")
+    assert (alice_name, zoe_name) == ("Alice Martin", "Zoé (personne invitée)")
     shown = await wait_status(alice, room, status["event_id"], "2 participants")
     assert alice_name in shown and zoe_name in shown
     assert zoe.identity.startswith("guest-") and alice_call.identity == alice.user_id

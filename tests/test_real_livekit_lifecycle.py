@@ -48,24 +48,27 @@ async def test_the_servers_webhooks_drive_the_status_message(live_stack: Stack) 
     status, slug = await start_meeting(alice, room)
     zoe = await join_as_guest(live_stack, slug, "Zoé")
     yann = await join_as_guest(live_stack, slug, "Yann")
-    shown = await wait_status(alice, room, status["event_id"], "2 participants")
+    shown = await wait_status(alice, room, status["event_id"], "2 personnes")
     # The guests' names as the server reports them, marked as guests; the bridge's own
     # participant (an agent) is not counted.
-    assert "Zoé (invité), Yann (invité)" in shown or "Yann (invité), Zoé (invité)" in shown
-    assert "Tchap" not in shown and "rejoindre : https://visio.test/m/" in shown
+    assert "Zoé (personne invitée), Yann (personne invitée)" in shown or (
+        "Yann (personne invitée), Zoé (personne invitée)" in shown
+    )
+    assert "Tchap" not in shown and "rejoindre\u00a0: https://visio.test/m/" in shown
     await yann.leave()
-    shown = await wait_status(alice, room, status["event_id"], "1 participant :")
+    shown = await wait_status(alice, room, status["event_id"], "1 personne\u00a0:")
     assert "Yann" not in shown
     # The last person leaves: departure_timeout (1 s here) closes the room on the server, whose
     # room_finished ends the meeting: the status says so, and a reply notifies the room.
     await zoe.leave()
     shown = await wait_status(alice, room, status["event_id"], "Visio terminée")
-    assert shown == "Visio terminée — moins d'une minute, 2 participants."
+    assert shown == "Visio terminée — moins d\u2019une minute, 2 personnes."
     [notice] = await alice.wait_for(room, lambda e: _is_reply_to(e, status["event_id"]))
     assert notice["content"]["body"].endswith(shown)
     assert await server_rooms(live_stack) == []
     await alice.send(room, "!visio status")
-    await alice.wait_for(room, lambda e: e["content"]["body"].startswith("Aucune visio en cours"))
+    none = "Aucune visio n\u2019est en cours"
+    await alice.wait_for(room, lambda e: e["content"]["body"].startswith(none))
 
 
 @pytest.mark.parametrize(
@@ -77,7 +80,7 @@ async def test_empty_timeout_closes_a_room_nobody_joined(live_stack: Stack) -> N
     status, _ = await start_meeting(alice, room)
     # The bridge's own participant is in the call, but as an agent it keeps nothing alive.
     shown = await wait_status(alice, room, status["event_id"], "Visio terminée", timeout=30)
-    assert shown == "Visio terminée — moins d'une minute, 0 participant."
+    assert shown == "Visio terminée — moins d\u2019une minute, 0 personne."
 
 
 async def test_the_reconciler_repairs_what_happened_while_the_bridge_was_down(
@@ -91,7 +94,7 @@ async def test_the_reconciler_repairs_what_happened_while_the_bridge_was_down(
     # While the bridge is down, two guests join: their webhooks are lost.
     zoe, yann = [await CallPerson().join(live_stack.settings.livekit.url, t) for t in tokens]
     await live_stack.start_bridge(Options(status_coalesce_s=0.3, reconcile_interval_s=3600))
-    await wait_status(alice, room, status["event_id"], "2 participants")
+    await wait_status(alice, room, status["event_id"], "2 personnes")
     # Down again: both leave and the room closes, unseen.
     await live_stack.stop_bridge()
     await zoe.leave()

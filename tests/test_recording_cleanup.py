@@ -202,7 +202,8 @@ async def test_transcript_off_deletes_a_complete_recording(bridge: FastBridge) -
     assert audio.exists()
     command = await bridge.say("!visio transcript off")
     assert bridge.answers_to(command) == [
-        "L'enregistrement est arrêté : pas de transcription pour cette visio."
+        "L\u2019enregistrement est arrêté\u00a0: il n\u2019y aura pas de "
+        "transcription pour cette visio."
     ]
     assert not audio.exists()
     await bridge.livekit.finish_room(meeting.livekit_room)

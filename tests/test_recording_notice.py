@@ -57,7 +57,7 @@ async def test_the_join_form_says_the_meeting_is_recorded(fast: FastBridge) -> N
 async def test_the_lobby_and_the_widget_say_so_too(fast: FastBridge) -> None:
     slug = await _meeting(fast, transcription="on", access="lobby")
     waiting = await _page(fast, f"/m/{slug}", form={"name": "Zoé"})
-    assert "Salle d'attente" in waiting and FR in waiting
+    assert "Salle d\u2019attente" in waiting and FR in waiting
     widget = await _page(fast, f"/widget/{slug}")
     assert FR in widget
     # The member chooses to join once told: signing in waits for the button (the built-in

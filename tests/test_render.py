@@ -42,7 +42,7 @@ def test_hostile_display_name_is_escaped_in_html() -> None:
 
 def test_hostile_display_name_is_verbatim_in_plain() -> None:
     rendered = notice("fr", "started", starter=HOSTILE, link=Link("https://x.test/m/a"))
-    assert rendered.plain == f"Visio démarrée par {HOSTILE} — rejoindre : https://x.test/m/a"
+    assert rendered.plain == f"Visio démarrée par {HOSTILE} — rejoindre\u00a0: https://x.test/m/a"
 
 
 def test_newlines_become_line_breaks_in_html() -> None:
@@ -54,11 +54,13 @@ def test_newlines_become_line_breaks_in_html() -> None:
 
 def test_numbers_keep_their_format_in_html() -> None:
     rendered = notice("fr", "end_forbidden", starter="Alice", level=50)
-    assert "niveau de pouvoir 50" in rendered.html
+    assert "ou par les modérateurs (niveau 50)." in rendered.html
 
 
 def test_language_selects_the_catalogue() -> None:
-    assert notice("fr", "nothing_to_end").plain == "Aucune visio en cours à terminer."
+    assert notice("fr", "nothing_to_end").plain == (
+        "Aucune visio n\u2019est en cours\u00a0: il n\u2019y a rien à terminer."
+    )
     assert notice("en", "nothing_to_end").plain == "There is no video call to end."
 
 
@@ -78,11 +80,11 @@ def test_catalogues_have_the_same_fields(key: str) -> None:
 @pytest.mark.parametrize(
     ("language", "milliseconds", "expected"),
     [
-        ("fr", 30_000, "moins d'une minute"),
+        ("fr", 30_000, "moins d\u2019une minute"),
         ("en", 30_000, "less than a minute"),
-        ("fr", 5 * 60_000, "5 min"),
+        ("fr", 5 * 60_000, "5\u00a0min"),
         ("en", 5 * 60_000, "5 min"),
-        ("fr", (2 * 60 + 5) * 60_000, "2 h 05"),
+        ("fr", (2 * 60 + 5) * 60_000, "2\u00a0h\u00a005"),
         ("en", (2 * 60 + 5) * 60_000, "2 h 05"),
     ],
 )

@@ -63,12 +63,12 @@ async def test_disabled_room_answers_that_visio_is_off(fast: FastBridge) -> None
     await _settings(fast, {"enabled": False})
     command = await fast.say("!visio", sender=BOB)
     [answer] = _answers(fast, command)
-    assert answer.startswith("Visio est désactivée dans ce salon")
+    assert answer.startswith("Les visios sont désactivées dans ce salon")
     assert fast.livekit.calls("CreateRoom") == []
     # Empty content also means off; then turning it back on works.
     await _settings(fast, {})
     command = await fast.say("!visio", sender=BOB)
-    assert _answers(fast, command)[0].startswith("Visio est désactivée")
+    assert _answers(fast, command)[0].startswith("Les visios sont désactivées")
     await _settings(fast, {"enabled": True})
     await fast.say("!visio", sender=BOB)
     assert fast.notices()[-1].startswith("Visio démarrée par Bob")
@@ -79,8 +79,10 @@ async def test_start_power_level_refuses_plain_members_with_the_reason(fast: Fas
     await _settings(fast, {"start_power_level": 50})
     command = await fast.say("!visio", sender=BOB)
     [refusal] = _answers(fast, command)
-    assert "pour démarrer une visio dans" in refusal
-    assert "au moins 50" in refusal and "le vôtre : 0" in refusal
+    assert refusal == (
+        "Dans ce salon, une visio ne peut être démarrée que par les modérateurs (niveau 50) "
+        "(votre niveau\u00a0: 0)."
+    )
     assert fast.livekit.calls("CreateRoom") == []
     await fast.say("!visio")
     assert fast.notices()[-1].startswith("Visio démarrée par Alice")
@@ -122,7 +124,7 @@ async def test_content_that_is_not_an_object_is_refused(fast: FastBridge) -> Non
     )
     assert _reactions(fast, event_id) == ["⛔"]
     [answer] = _answers(fast, event_id)
-    assert "« content »" in answer and "doit être un objet JSON" in answer
+    assert answer.startswith("Réglages Visio refusés\u00a0: l\u2019événement doit contenir")
     await fast.say("!visio", sender=BOB)
     assert fast.notices()[-1].startswith("Visio démarrée par Bob")
 
@@ -134,7 +136,7 @@ async def test_the_bot_accepts_its_own_changes_silently(fast: FastBridge) -> Non
     [written] = [sent for sent in fast.matrix.sent if sent.kind == "state"]
     assert written.key == ROOM_CONFIG_EVENT and written.content["start_power_level"] == 50
     assert [sent.kind for sent in fast.matrix.sent] == ["state", "notice"]
-    assert _answers(fast, command) == ["Réglage « start_power_level » enregistré."]
+    assert _answers(fast, command) == ["Le réglage «\u00a0start_power_level\u00a0» est enregistré."]
 
 
 async def test_an_under_privileged_change_is_rolled_back(fast: FastBridge) -> None:
@@ -142,8 +144,10 @@ async def test_an_under_privileged_change_is_rolled_back(fast: FastBridge) -> No
     fast.matrix.set_state_level(ROOM, ROOM_CONFIG_EVENT, 0)
     await _settings(fast, {"language": "fr", "start_power_level": 0})
     notice = await _refused(fast, {"enabled": False}, sender=BOB)
-    assert notice.startswith("Bob n'a pas le niveau de pouvoir requis (50)")
-    assert "(le sien : 0)" in notice and "précédents sont rétablis" in notice
+    assert notice == (
+        "Les réglages Visio ne peuvent être modifiés que par les modérateurs (niveau 50), et le "
+        "niveau de Bob est 0\u00a0: les réglages précédents sont rétablis."
+    )
     # Back to the last good config, in the room too.
     assert await _room_state(fast, ROOM_CONFIG_EVENT) == {"enabled": True, "language": "fr"}
     await fast.say("!visio", sender=BOB)
@@ -158,8 +162,9 @@ async def test_a_roll_back_the_bot_cannot_write_says_what_it_needs(fast: FastBri
     await _settings(fast, {"start_power_level": 0})
     notice = await _refused(fast, {"enabled": False}, sender=BOB)
     first, second = notice.split("\n")
-    assert first.startswith("Bob n'a pas le niveau de pouvoir requis (50)")
-    assert second.startswith("Je n'ai pas le niveau de pouvoir nécessaire (10)")
+    assert first.startswith("Les réglages Visio ne peuvent être modifiés que par les modérateurs")
+    assert first.endswith("le niveau de Bob est 10\u00a0: les réglages précédents sont rétablis.")
+    assert second.startswith("Je dois être de niveau 10 pour enregistrer les réglages Visio")
     # The room still shows Bob's change; the bridge keeps the last good config.
     assert await _room_state(fast, ROOM_CONFIG_EVENT) == {"enabled": False}
     await fast.say("!visio", sender=BOB)
@@ -170,7 +175,9 @@ async def test_opening_to_guests_needs_more_than_changing_settings(fast: FastBri
     fast.matrix.set_level(ROOM, BOB, 50)
     await _settings(fast, {"access": "members"})
     notice = await _refused(fast, {"access": "guests"}, sender=BOB)
-    assert notice.startswith("Bob n'a pas le niveau de pouvoir requis (100)")
+    assert notice.startswith(
+        "Les réglages Visio ne peuvent être modifiés que par les administrateurs (niveau 100),"
+    )
     assert await _room_state(fast, ROOM_CONFIG_EVENT) == {"enabled": True, "access": "members"}
     # Other changes are within Bob's reach.
     await _settings(fast, {"access": "members", "language": "en"}, sender=BOB)
@@ -180,18 +187,22 @@ async def test_config_command_round_trip_and_language_switch(fast: FastBridge) -
     command = await fast.say("!visio config")
     [shown] = _answers(fast, command)
     assert shown.startswith("Réglages Visio de ce salon")
-    assert "language : fr (défaut du serveur)" in shown
+    assert "language\u00a0: fr (valeur par défaut du serveur)" in shown
+    assert "• access\u00a0: invités\n" in shown and "• widget\u00a0: désactivé\n" in shown
     # The bot may not write the settings: it says what it needs.
     fast.matrix.set_level(ROOM, BOT, 0)
     command = await fast.say("!visio config language en")
     [answer] = _answers(fast, command)
-    assert "niveau de pouvoir nécessaire (50)" in answer
+    assert answer.startswith("Je dois être modérateur (niveau 50) pour enregistrer")
     assert await _room_state(fast, ROOM_CONFIG_EVENT) is None
     fast.matrix.set_level(ROOM, BOT, 50)
     # A plain member may not change settings.
     command = await fast.say("!visio config language en", sender=BOB)
     [answer] = _answers(fast, command)
-    assert "pour modifier ce réglage" in answer and "(le vôtre : 0)" in answer
+    assert answer == (
+        "Ce réglage ne peut être modifié que par les modérateurs (niveau 50) "
+        "(votre niveau\u00a0: 0)."
+    )
     assert await _room_state(fast, ROOM_CONFIG_EVENT) is None
     command = await fast.say("!visio config language en")
     assert _answers(fast, command) == ["Setting “language” saved."]
@@ -204,7 +215,7 @@ async def test_config_command_round_trip_and_language_switch(fast: FastBridge) -
     # A bad value through the command: refused, nothing written.
     command = await fast.say("!visio config access everyone")
     [answer] = _answers(fast, command)
-    assert "“access”" in answer and "members, guests, lobby" in answer
+    assert "“access”" in answer and "only takes “members”, “guests” or “lobby”." in answer
     assert (await _room_state(fast, ROOM_CONFIG_EVENT)).get("access") is None
     # No value: the usage, with every setting.
     command = await fast.say("!visio config access")
@@ -229,7 +240,7 @@ async def test_settings_survive_a_restart(fast: FastBridge) -> None:
     await fast.restart()
     command = await fast.say("!visio", sender=BOB)
     [refusal] = _answers(fast, command)
-    assert refusal.startswith("Starting a video call in this room needs")
+    assert refusal.startswith("In this room, only moderators (power level 50) can start")
 
 
 # --- operator limits ---------------------------------------------------------------------------
@@ -240,11 +251,11 @@ async def test_the_operator_cap_on_participants_wins_and_is_said(fast: FastBridg
     event_id = await fast.put_state(ROOM_CONFIG_EVENT, {"max_participants": 10})
     assert _reactions(fast, event_id) == ["✅"]
     assert fast.notices() == [
-        "Ce serveur limite les visios à 5 participants : la limite demandée (10) "
-        "ne s'appliquera pas au-delà."
+        "Ce serveur limite les visios à 5 personnes\u00a0: la limite demandée (10) "
+        "ne s\u2019appliquera pas au-delà."
     ]
     command = await fast.say("!visio config")
-    assert "• max_participants : 10 (limite du serveur : 5)" in _answers(fast, command)[0]
+    assert "• max_participants\u00a0: 10 (limite du serveur\u00a0: 5)" in _answers(fast, command)[0]
     await fast.say("!visio")
     assert _room_limit(fast) == 5
 
@@ -261,11 +272,13 @@ async def test_transcription_turned_off_by_the_operator_is_said(fast: FastBridge
     event_id = await fast.put_state(ROOM_CONFIG_EVENT, {"transcription": "on"})
     assert _reactions(fast, event_id) == ["✅"]
     assert fast.notices() == [
-        "La transcription est désactivée sur ce serveur : "
-        "le réglage est enregistré mais sans effet."
+        "La transcription est désactivée sur ce serveur\u00a0: "
+        "le réglage est enregistré, mais il n\u2019aura pas d\u2019effet."
     ]
     command = await fast.say("!visio config")
-    assert "• transcription : on (désactivée sur ce serveur)" in _answers(fast, command)[0]
+    assert (
+        "• transcription\u00a0: activée (désactivée sur ce serveur)" in _answers(fast, command)[0]
+    )
 
 
 @pytest.mark.parametrize(
@@ -275,7 +288,7 @@ async def test_the_operator_sets_the_levels_to_change_settings(fast: FastBridge)
     fast.matrix.set_state_level(ROOM, ROOM_CONFIG_EVENT, 0)
     await _settings(fast, {"access": "members", "language": "en"}, sender=BOB)
     notice = await _refused(fast, {"access": "lobby"}, sender=BOB)
-    assert notice.startswith("Bob lacks the power level needed (50)")
+    assert notice.startswith("Only moderators (power level 50) can change the Visio settings,")
     kept = {"enabled": True, "access": "members", "language": "en"}
     assert await _room_state(fast, ROOM_CONFIG_EVENT) == kept
 
@@ -323,7 +336,7 @@ async def test_a_bot_without_power_for_widgets_says_what_it_needs_once(fast: Fas
     await fast.say("!visio", sender=BOB)
     lacking = [n for n in fast.notices() if "ajouter la visio comme widget" in n]
     assert lacking == [
-        "Je n'ai pas le niveau de pouvoir nécessaire (100) pour ajouter la visio comme widget "
-        "dans ce salon. Un administrateur peut me le donner."
+        "Je dois être administrateur (niveau 100) pour ajouter la visio comme widget dans ce "
+        "salon. Un administrateur du salon peut me donner ce niveau."
     ]
     assert _state_writes(fast, WIDGET_EVENT) == []

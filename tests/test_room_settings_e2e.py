@@ -78,8 +78,8 @@ async def test_an_under_privileged_change_is_rolled_back(stack: Stack) -> None:
     await _wait_reaction(admin, room, good, "✅")
     change = await _put_settings(bob, room, {"enabled": False})
     await _wait_reaction(admin, room, change, "⛔")
-    [notice] = await admin.wait_for(room, lambda e: "Bob n'a pas le niveau" in e["content"]["body"])
-    assert "(50)" in notice["content"]["body"]
+    [notice] = await admin.wait_for(room, lambda e: "le niveau de Bob est" in e["content"]["body"])
+    assert "les modérateurs (niveau 50)" in notice["content"]["body"]
     for _ in range(50):
         if await _settings_in_room(admin, room) != {"enabled": False}:
             break
@@ -96,7 +96,7 @@ async def test_config_command_round_trip_and_language_switch(stack: Stack) -> No
     # The bot has power level 0: it says what it needs.
     await admin.send(room, "!visio config language en")
     await admin.wait_for(
-        room, lambda e: "niveau de pouvoir nécessaire (50)" in e["content"]["body"]
+        room, lambda e: "Je dois être modérateur (niveau 50)" in e["content"]["body"]
     )
     await _set_power(admin, room, users={BOT: 50}, events={})
     await admin.send(room, "!visio config language en")

@@ -39,14 +39,14 @@ def gone(sid: str, name: str) -> Presence:
 
 def test_nobody_in_yet_shows_the_start_message() -> None:
     text = status_notice(LIVE, [], ctx()).plain
-    assert text == "Visio démarrée par Alice — rejoindre : https://v.test/m/abc"
+    assert text == "Visio démarrée par Alice — rejoindre\u00a0: https://v.test/m/abc"
 
 
 def test_live_lists_who_is_in_with_local_start_time() -> None:
     text = status_notice(LIVE, [here("a", "Bob"), here("b", "alice"), gone("c", "Carl")], ctx())
     assert text.plain == (
-        "Visio en cours, démarrée par Alice à 14:05 — 2 participants : alice, Bob "
-        "— rejoindre : https://v.test/m/abc"
+        "Visio en cours, démarrée par Alice à 14\u00a0h\u00a005 — 2 personnes\u00a0: alice, Bob "
+        "— rejoindre\u00a0: https://v.test/m/abc"
     )
 
 
@@ -58,16 +58,16 @@ def test_long_lists_are_bounded() -> None:
 
 def test_one_person_rejoining_counts_once() -> None:
     again = [gone("s1", "Bob"), here("s2", "Bob", identity="s1")]
-    assert "1 participant :" in status_notice(LIVE, again, ctx()).plain
+    assert "1 personne\u00a0:" in status_notice(LIVE, again, ctx()).plain
 
 
 def test_ended_gives_duration_and_headcount_in_both_languages() -> None:
     ended = replace(LIVE, state=MeetingState.ENDED, ended_at=STARTED + 42 * 60_000)
     people = [gone("a", "Bob"), gone("b", "Zoé"), gone("c", "Ali")]
-    assert status_notice(ended, people, ctx()).plain == "Visio terminée — 42 min, 3 participants."
+    assert status_notice(ended, people, ctx()).plain == "Visio terminée — 42\u00a0min, 3 personnes."
     assert (
         status_notice(ended, people[:1], ctx("en", ender="Bob")).plain
         == "Video call ended by Bob — 42 min, 1 participant."
     )
-    assert status_notice(ended, [], ctx()).plain.endswith("0 participant.")
+    assert status_notice(ended, [], ctx()).plain.endswith("0 personne.")
     assert status_notice(ended, [], ctx("en")).plain.endswith("0 participants.")

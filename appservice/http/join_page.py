@@ -89,7 +89,8 @@ _LOBBY_SCRIPT = """
       location.replace(body.frontend_url);
       return;
     }
-    if (body.state === "refused" || body.state === "expired" || body.errcode) {
+    if (body.state === "refused" || body.state === "expired" || body.state === "ended" ||
+        body.errcode) {
       status.textContent = config.texts[body.state] || config.texts.expired;
       status.className = "error";
       return;
@@ -336,6 +337,7 @@ class JoinPage:
         texts = {
             "refused": i18n.text(language, "page_lobby_refused"),
             "expired": i18n.text(language, "page_lobby_expired"),
+            "ended": i18n.text(language, "page_lobby_ended"),
         }
         config = json.dumps({"id": request_id, "texts": texts}).replace("<", "\\u003c")
         body = (

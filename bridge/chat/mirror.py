@@ -199,7 +199,7 @@ class ChatMirror:
             name = html.escape(item.sender_name)
             link = f'<a href="https://matrix.to/#/{html.escape(member)}">{name}</a>'
             language = await self._room_settings.language(meeting.room_id)
-            colon = " : " if language == "fr" else ": "
+            colon = "\u00a0: " if language == "fr" else ": "
             message = Notice(
                 plain=f"{item.sender_name}{colon}{item.text}",
                 html=f"{link}{colon}{html.escape(item.text)}",

@@ -29,7 +29,7 @@ def notice(language: str, key: str, **fields: object) -> Notice:
     plain = i18n.text(language, key, **plain_fields)
     # The template itself is trusted text; escape it before inserting the escaped fields.
     template = html.escape(i18n.CATALOGUES.get(language, i18n.FR)[key], quote=False)
-    formatted = template.format(**html_fields).replace("\n", "<br>")
+    formatted = i18n.fill(language, template, **html_fields).replace("\n", "<br>")
     return Notice(plain=plain, html=formatted)
 
 
@@ -52,5 +52,5 @@ def _html(value: object) -> object:
         url = html.escape(value.url)
         return f'<a href="{url}">{url}</a>'
     if isinstance(value, int):
-        return value  # keeps numeric format specs such as {minutes:02d} working
+        return value  # keeps numeric format specs such as {minutes:02d} and {level:roles} working
     return html.escape(str(value))

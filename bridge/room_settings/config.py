@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -61,13 +62,27 @@ class RoomConfig:
 
 
 class RoomConfigError(ValueError):
-    """Content that cannot be a room config; `field` is "" when the whole content is at fault."""
+    """Content that cannot be a room config; `field` is "" when the whole content is at fault.
 
-    def __init__(self, field: str, problem: str, allowed: str) -> None:
+    `allowed` says what the field takes, for logs; `choices` (the values a choice or boolean field
+    takes) and `bounds` (an integer field's range) let a notice say it in the room's language.
+    """
+
+    def __init__(
+        self,
+        field: str,
+        problem: str,
+        allowed: str,
+        *,
+        choices: tuple[str, ...] = (),
+        bounds: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__(f"{field or 'content'}: {problem} (allowed: {allowed})")
         self.field = field
         self.problem = problem
         self.allowed = allowed
+        self.choices = choices
+        self.bounds = bounds
 
 
 def _to_json(name: str, value: Any) -> Any:
@@ -81,21 +96,21 @@ def _to_json(name: str, value: Any) -> Any:
 def _boolean(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    raise RoomConfigError(name, "wrong_type", "true, false")
+    raise RoomConfigError(name, "wrong_type", "true, false", choices=("true", "false"))
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if isinstance(value, str) and value in choices:
         return value
-    raise RoomConfigError(name, "not_allowed", ", ".join(choices))
+    raise RoomConfigError(name, "not_allowed", ", ".join(choices), choices=choices)
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:
     # JSON has no integer type; 50.0 is a float in Python and refused like "50".
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RoomConfigError(name, "wrong_type", f"{low}-{high}")
+        raise RoomConfigError(name, "wrong_type", f"{low}-{high}", bounds=(low, high))
     if not low <= value <= high:
-        raise RoomConfigError(name, "out_of_range", f"{low}-{high}")
+        raise RoomConfigError(name, "out_of_range", f"{low}-{high}", bounds=(low, high))
     return value
 
 
@@ -141,7 +156,7 @@ def with_field(config: RoomConfig, name: str, raw: str) -> RoomConfig:
 
 _TRUE_WORDS = frozenset({"true", "yes", "on", "oui", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "off", "non", "0"})
-_BOOLEAN_FIELDS = frozenset({"enabled", "chat_mirror"})
+BOOLEAN_FIELDS = frozenset({"enabled", "chat_mirror"})
 _INTEGER_FIELDS = frozenset({"start_power_level", "end_power_level", "max_participants"})
 # ASCII digits only, one optional minus (so "-5" is refused as out of range, not as a type),
 # and few enough that no one makes int() work hard. Not str.isdigit(): it takes "²" and "٣",
@@ -149,10 +164,41 @@ _INTEGER_FIELDS = frozenset({"start_power_level", "end_power_level", "max_partic
 _INTEGER_WORD = re.compile(r"-?[0-9]{1,9}")
 
 
+# The French words `/visio config` shows in French rooms, accepted on input besides the values
+# themselves; keys are written as `_plain_word` leaves them (lower case, no accents, ' for U+2019).
+_FRENCH_VALUES: Mapping[str, Mapping[str, str]] = {
+    "access": {
+        "membres": "members",
+        "salle d'attente": "lobby",
+        "attente": "lobby",
+        "invites": "guests",
+        "invite": "guests",
+        "personnes invitees": "guests",
+    },
+    "widget": {"desactive": "off", "non": "off", "active": "on", "oui": "on", "epingle": "pinned"},
+    "transcription": {
+        "desactivee": "off",
+        "desactive": "off",
+        "non": "off",
+        "activee": "on",
+        "active": "on",
+        "oui": "on",
+    },
+}
+
+
+def _plain_word(word: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", word.lower().replace("\u2019", "'"))
+    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).split())
+
+
 def _from_text(name: str, raw: str) -> Any:
     """The JSON value a word typed in a command stands for, given the field it is for."""
     word = raw.strip()
-    if name in _BOOLEAN_FIELDS:
+    french = _FRENCH_VALUES.get(name, {}).get(_plain_word(word))
+    if french is not None:
+        return french
+    if name in BOOLEAN_FIELDS:
         if word.lower() in _TRUE_WORDS:
             return True
         if word.lower() in _FALSE_WORDS:

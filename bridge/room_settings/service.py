@@ -21,6 +21,7 @@ from bridge.messages import i18n
 from bridge.messages.render import Notice, notice
 from bridge.ports import BotLacksPower, Clock, Matrix, txn_id_for
 from bridge.room_settings.config import (
+    BOOLEAN_FIELDS,
     FIELDS,
     ROOM_CONFIG_EVENT,
     Access,
@@ -257,14 +258,33 @@ def _parse_or_default(content: dict[str, Any] | None) -> RoomConfig:
 
 
 def _invalid_notice(language: str, err: RoomConfigError) -> Notice:
-    problem = i18n.text(language, f"config_problem_{err.problem}")
-    return notice(
-        language,
-        "config_invalid",
-        field=err.field or "content",
-        problem=problem,
-        allowed=err.allowed,
-    )
+    if not err.field:
+        return notice(language, "config_invalid_content")
+    problem = i18n.text(language, f"config_problem_{err.problem}", allowed=_allowed(language, err))
+    return notice(language, "config_invalid", field=err.field, problem=problem)
+
+
+def _allowed(language: str, err: RoomConfigError) -> str:
+    """What a field takes, in the room's language: « de 0 à 10 000 », « oui » ou « non »."""
+    if err.bounds is not None:
+        low, high = err.bounds
+        return i18n.text(language, "config_allowed_range", low=low, high=high)
+    if not err.choices:
+        return err.allowed  # the setting names, for an unknown setting
+    if err.field in BOOLEAN_FIELDS:
+        words = [i18n.text(language, "yes"), i18n.text(language, "no")]
+    else:
+        words = [_value_word(language, err.field, choice) for choice in err.choices]
+    quoted = [i18n.text(language, "config_quoted", value=word) for word in words]
+    if len(quoted) == 1:
+        return quoted[0]
+    return i18n.text(language, "config_allowed_or", first=", ".join(quoted[:-1]), last=quoted[-1])
+
+
+def _value_word(language: str, field: str, value: str) -> str:
+    """A choice value as shown in the room's language (« salle d'attente » for `lobby`)."""
+    key = f"config_{field}_{value}"
+    return i18n.text(language, key) if key in i18n.FR else value
 
 
 def _joined(first: Notice, second: Notice) -> Notice:
@@ -279,15 +299,16 @@ def render_config(effective: EffectiveConfig, policy: OperatorPolicy) -> Notice:
     rows: list[tuple[str, str]] = [
         ("enabled", yes if room.enabled else no),
         ("language", effective.language + (default if room.language is None else "")),
-        ("start_power_level", str(room.start_power_level)),
+        ("start_power_level", i18n.number(language, room.start_power_level)),
         (
             "end_power_level",
-            str(effective.end_power_level) + (default if room.end_power_level is None else ""),
+            i18n.number(language, effective.end_power_level)
+            + (default if room.end_power_level is None else ""),
         ),
-        ("access", room.access.value),
+        ("access", _value_word(language, "access", room.access.value)),
         (
             "max_participants",
-            str(room.max_participants)
+            i18n.number(language, room.max_participants)
             + (
                 f" ({i18n.text(language, 'config_operator_cap', cap=policy.max_participants)})"
                 if policy.max_participants
@@ -296,7 +317,7 @@ def render_config(effective: EffectiveConfig, policy: OperatorPolicy) -> Notice:
         ),
         (
             "transcription",
-            ("on" if room.transcription else "off")
+            _value_word(language, "transcription", "on" if room.transcription else "off")
             + (
                 ""
                 if policy.transcription_allowed
@@ -305,11 +326,11 @@ def render_config(effective: EffectiveConfig, policy: OperatorPolicy) -> Notice:
         ),
         ("transcript_language", effective.transcript_language),
         ("chat_mirror", yes if room.chat_mirror else no),
-        ("widget", room.widget.value),
+        ("widget", _value_word(language, "widget", room.widget.value)),
     ]
     title = i18n.text(language, "config_title")
     footer = i18n.text(language, "config_footer")
-    colon = " : " if language == "fr" else ": "  # French typography spaces the colon
+    colon = "\u00a0: " if language == "fr" else ": "  # no-break space before a French colon
     plain = "\n".join([title, *(f"• {name}{colon}{value}" for name, value in rows), footer])
     items = "".join(f"<li><code>{name}</code>{colon}{_escape(value)}</li>" for name, value in rows)
     formatted = f"{_escape(title)}<ul>{items}</ul>{_escape(footer)}"

@@ -51,11 +51,12 @@ def status_notice(meeting: Meeting, presences: list[Presence], ctx: StatusContex
     if not seen.present_names:
         return notice(ctx.language, "started", starter=ctx.starter, link=link)
     started = datetime.fromtimestamp((meeting.started_at or meeting.created_at) / 1000, UTC)
+    local = started.astimezone(ctx.timezone)
     return notice(
         ctx.language,
         "in_call",
         starter=ctx.starter,
-        time=started.astimezone(ctx.timezone).strftime("%H:%M"),
+        time=i18n.text(ctx.language, "time_of_day", hours=local.hour, minutes=local.minute),
         people=people(ctx.language, len(seen.present_names)),
         names=bounded_names(ctx.language, seen.present_names),
         link=link,

@@ -202,8 +202,10 @@ async function waitInLobby(requestId: string): Promise<Grant | null> {
     if (body.state === "admitted" && body.frontend_url) {
       return grantFromFrontendUrl(body.frontend_url, config.livekit_url);
     }
-    if (body.state === "refused" || body.state === "expired" || body.errcode) {
-      setStatus(body.state === "refused" ? t.refused : t.expired, true);
+    if (body.state === "refused" || body.state === "expired" || body.state === "ended" || body.errcode) {
+      const lobbyTexts: Record<string, string> = { refused: t.refused, expired: t.expired, ended: t.lobbyEnded };
+      setStatus(lobbyTexts[body.state] ?? t.expired, true);
+      if (body.state === "ended") document.body.dataset.screen = "ended";
       return null;
     }
   }
