@@ -121,3 +121,18 @@ async def test_opening_a_lobby_to_guests_needs_the_guests_level(fast: FastBridge
     await _set_access(fast, "guests", sender=BOB)
     content = await fast.matrix.state_content(ROOM, ROOM_CONFIG_EVENT)
     assert content is not None and content.get("access") == "lobby"
+
+
+async def test_reloading_the_waiting_page_does_not_knock_twice(fast: FastBridge) -> None:
+    _, first = await _guest_knocks(fast)
+    match = SLUG.search(fast.notices()[0])
+    assert match
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):  # the browser posts the form again on each reload
+            async with http.post(
+                f"{fast.base_url}/m/{match.group(1)}", data={"name": "Zoé"}
+            ) as page:
+                assert page.status == 200
+                assert f'"id": "{first}"' in await page.text()
+    await fast.settle()
+    assert len([s for s in fast.matrix.in_room(ROOM, "notice") if "Zoé" in s.body]) == 1

@@ -43,7 +43,7 @@ from bridge.join.tokens import (
     new_guest_identity,
 )
 from bridge.lobby.desk import LobbyDesk
-from bridge.lobby.requests import Lobby, LobbyState
+from bridge.lobby.requests import Lobby, LobbyRequest, LobbyState
 from bridge.meetings.service import MeetingService
 from bridge.meetings.store import Meeting
 from bridge.messages import i18n
@@ -53,6 +53,9 @@ from bridge.room_settings.config import Access
 from bridge.room_settings.service import EffectiveConfig, RoomSettings
 
 log = logging.getLogger(__name__)
+
+# Lobby requests remembered to answer a reloaded form with the same one (a few hours' worth).
+MAX_REMEMBERED_KNOCKS = 10_000
 
 LONG_POLL_S = 25.0
 # The form has one field of 64 characters: even percent-encoded 4-byte characters fit in 1 KiB.
@@ -201,6 +204,8 @@ class JoinPage:
         self._clock = clock
         self._matrix = matrix
         self._settings = settings
+        # (meeting, client address, name) → the lobby request it opened, oldest first.
+        self._knocks: dict[tuple[str, str, str], str] = {}
         self._default_language = default_language
         frontend = urlparse(settings.frontend_url)
         self._frontend_origin = f"{frontend.scheme}://{frontend.netloc}"
@@ -257,8 +262,7 @@ class JoinPage:
         shown_name = i18n.text(config.language, "guest_name", name=name)
         identity: ParticipantIdentity = new_guest_identity()
         if config.room.access is Access.LOBBY:
-            lobby_request = await self._lobby.open_request(meeting.id, identity, shown_name)
-            await self._desk.announce(meeting, lobby_request)
+            lobby_request = await self._knock(meeting, client, identity, shown_name)
             if as_json:
                 return json_answer({"state": "waiting", "request_id": lobby_request.id})
             return self._waiting_page(language, lobby_request.id, is_recorded(meeting, config))
@@ -282,6 +286,23 @@ class JoinPage:
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
         raise response
+
+    async def _knock(
+        self, meeting: Meeting, client: str, identity: ParticipantIdentity, shown_name: str
+    ) -> LobbyRequest:
+        """The guest's lobby request, announced once: a reloaded form (the browser posts it
+        again) or a second click finds the request still waiting instead of knocking twice."""
+        key = (meeting.id, client, shown_name)
+        known = self._knocks.get(key)
+        waiting = await self._lobby.get(known) if known else None
+        if waiting is not None and waiting.state is LobbyState.WAITING:
+            return waiting
+        request = await self._lobby.open_request(meeting.id, identity, shown_name)
+        await self._desk.announce(meeting, request)
+        if len(self._knocks) >= MAX_REMEMBERED_KNOCKS:
+            self._knocks.pop(next(iter(self._knocks)))  # the oldest: long decided by now
+        self._knocks[key] = request.id
+        return request
 
     @property
     def livekit_url(self) -> str:
