@@ -92,3 +92,13 @@ async def test_a_hostile_display_name_is_escaped(fast: FastBridge) -> None:
             text = await page.text()
     assert "<script>alert(1)</script>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+async def test_the_page_names_the_room_it_belongs_to(fast: FastBridge) -> None:
+    await fast.matrix.send_state(ROOM, "m.room.name", {"name": "Point <hebdo> & budget"})
+    slug = await _start_meeting(fast)
+    async with aiohttp.ClientSession() as session, session.get(_page_url(fast, slug)) as page:
+        text = await page.text()
+    assert (
+        "Visio du salon «\u00a0Point &lt;hebdo&gt; &amp; budget\u00a0», démarrée par Alice." in text
+    )

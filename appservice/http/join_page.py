@@ -378,6 +378,7 @@ class JoinPage:
     ) -> web.Response:
         """The built-in call page on its pre-join screen (rendered here, enhanced by its script)."""
         starter = await self._matrix.display_name(meeting.room_id, meeting.started_by)
+        intro = await self._intro(language, meeting, starter)
         recorded = is_recorded(meeting, config)
         error_html = (
             f'<div class="fr-alert fr-alert--error fr-alert--sm" role="alert"><p>'
@@ -387,7 +388,7 @@ class JoinPage:
         )
         body = prejoin_html(
             language,
-            intro=_t(language, "page_intro", starter=starter),
+            intro=intro,
             recorded=recorded,
             error_html=error_html,
             guest=True,
@@ -434,14 +435,23 @@ class JoinPage:
             )
         return meeting, config
 
+    async def _intro(self, language: str, meeting: Meeting, starter: str) -> str:
+        """Which meeting this is: the room's name when it has one, and who started it."""
+        content = await self._matrix.state_content(meeting.room_id, "m.room.name") or {}
+        name = content.get("name")
+        if isinstance(name, str) and name.strip():
+            return _t(language, "page_intro_named", room=name.strip()[:80], starter=starter)
+        return _t(language, "page_intro", starter=starter)
+
     async def _form(
         self, meeting: Meeting, config: EffectiveConfig, language: str, error: str | None
     ) -> web.Response:
         starter = await self._matrix.display_name(meeting.room_id, meeting.started_by)
+        intro = await self._intro(language, meeting, starter)
         error_html = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
         recording = recording_notice(language) if is_recorded(meeting, config) else ""
         body = (
-            f"<p>{_t(language, 'page_intro', starter=starter)}</p>{recording}{error_html}"
+            f"<p>{intro}</p>{recording}{error_html}"
             f'<form method="post"><label for="name">{_t(language, "page_name_label")}</label>'
             '<input id="name" name="name" maxlength="48" required autofocus autocomplete="name">'
             f'<button type="submit">{_t(language, "page_join")}</button></form>'

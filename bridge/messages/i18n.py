@@ -211,6 +211,7 @@ FR: Final = {
     "duration_under_minute": "moins d’une minute",
     "page_title": "Rejoindre la visio",
     "page_intro": "Visio du salon, démarrée par {starter}.",
+    "page_intro_named": "Visio du salon «\u00a0{room}\u00a0», démarrée par {starter}.",
     "page_members_hint": (
         "Vous êtes membre du salon\u202f? Ouvrez la visio depuis le salon, dans Tchap (widget "
         "Visio)\u00a0: vous entrerez avec votre compte, sans avoir à donner votre nom."
@@ -406,6 +407,7 @@ EN: Final = {
     "duration_under_minute": "less than a minute",
     "page_title": "Join the video call",
     "page_intro": "The room's video call, started by {starter}.",
+    "page_intro_named": "The video call of “{room}”, started by {starter}.",
     "page_members_hint": (
         "A member of the room? Open the call from the room, in your Matrix client (the Visio "
         "widget): you join with your account, no name needed."
