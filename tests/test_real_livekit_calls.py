@@ -65,7 +65,7 @@ async def test_tokens_the_bridge_mints_are_accepted_with_the_names_the_room_sees
     zoe_name = alice_call.others()[zoe.identity]
     alice_name = zoe.others()[alice.user_id]
     assert (alice_name, zoe_name) == ("Alice Martin", "Zoé (personne invitée)")
-    shown = await wait_status(alice, room, status["event_id"], "2 participants")
+    shown = await wait_status(alice, room, status["event_id"], "2 personnes")
     assert alice_name in shown and zoe_name in shown
     assert zoe.identity.startswith("guest-") and alice_call.identity == alice.user_id
 
@@ -157,5 +157,5 @@ async def test_the_bridge_participant_comes_back_after_livekit_crashes_and_resta
     await bridge_in_call(yann)
     await yann.say("toujours là ?")
     await wait_room_text(alice, room, lambda e: e["content"]["body"] == "toujours là ?")
-    shown = await wait_status(alice, room, status["event_id"], "1 participant :")
+    shown = await wait_status(alice, room, status["event_id"], "1 personne\u00a0:")
     assert "Yann" in shown
