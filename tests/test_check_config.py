@@ -3,36 +3,18 @@ registration that disagrees with the config, and an example config that document
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from operator_config import CONFIG, clean_environment  # noqa: F401 (autouse)
 
 from appservice.cli import main
 from appservice.settings import ConfigError, config_keys, parse_settings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "example-config.yaml"
-CONFIG: dict[str, Any] = {
-    "homeserver": {"address": "https://matrix.ministere.test", "domain": "ministere.test"},
-    "appservice": {"address": "http://bridge.internal:29340"},
-    "public_url": "https://visio.ministere.test",
-    "livekit": {
-        "url": "wss://livekit.ministere.test",
-        "api_key": "APIkey",
-        "api_secret": "a-long-random-secret-of-40-characters-xx",
-        "frontend_url": "https://visio.ministere.test/call?url={livekit_url}&token={token}",
-    },
-}
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("VISIO_BRIDGE_"):
-            monkeypatch.delenv(name)
 
 
 def _write(tmp_path: Path, raw: dict[str, Any]) -> Path:

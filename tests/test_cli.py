@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 from pathlib import Path
@@ -12,29 +11,10 @@ import pytest
 import yaml
 from live_calls import require_livekit_server
 from livekit import api
+from operator_config import CONFIG, clean_environment  # noqa: F401 (autouse)
 
 from appservice.cli import main
 from appservice.demo import LIVEKIT_API_KEY, demo_livekit, prepare_demo
-
-CONFIG: dict[str, Any] = {
-    "homeserver": {"address": "https://matrix.ministere.test", "domain": "ministere.test"},
-    "appservice": {"address": "http://bridge.internal:29340"},
-    "public_url": "https://visio.ministere.test",
-    "livekit": {
-        "url": "wss://livekit.ministere.test",
-        "api_key": "APIkey",
-        "api_secret": "a-long-random-secret-of-40-characters-xx",
-        "frontend_url": "https://visio.ministere.test/call?url={livekit_url}&token={token}",
-    },
-}
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI reads VISIO_BRIDGE_* variables; the shell running the tests must not leak in."""
-    for name in list(os.environ):
-        if name.startswith("VISIO_BRIDGE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
