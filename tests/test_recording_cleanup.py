@@ -12,39 +12,28 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fast import ALICE, ROOM, FastBridge
 from livekit.protocol import egress, models
 from livekit.protocol.webhook import WebhookEvent
 from livekit_double import LiveKitDouble
+from transcribing import (
+    AUDIO,
+    ScriptedTranscriber,
+    recording_overrides,
+    transcribing_bridge,
+)
 
 from appservice.wiring import Options
 from bridge.room_settings.config import ROOM_CONFIG_EVENT
-from bridge.transcription.attribution import Presence, Utterance
 from bridge.transcription.worker import PermanentFailure, TranscriptWorker
 
-AUDIO = b"OggS fake audio"
 HOUR_MS = 3_600_000
 FAILED_TOLD = "La transcription de la visio a échoué"
-
-
-class Transcriber:
-    """The models' stand-in: the next scripted outcome (an exception to raise), else one line."""
-
-    def __init__(self) -> None:
-        self.script: list[BaseException] = []
-
-    def transcribe(
-        self, audio: Path, language: str, presences: Sequence[Presence], unknown_name: str
-    ) -> list[Utterance]:
-        if self.script:
-            raise self.script.pop(0)
-        return [Utterance("Alice", 0.5, 2.0, "Bonjour.")]
 
 
 @dataclass(frozen=True)
@@ -52,30 +41,16 @@ class Meeting:
     livekit_room: str
 
 
-def _overrides(tmp_path: Path, **transcription: Any) -> dict[str, Any]:
-    recordings = tmp_path / "recordings"
-    recordings.mkdir(exist_ok=True)
-    return {
-        "meetings": {"transcription_allowed": True},
-        "transcription": {"recordings_dir": str(recordings), **transcription},
-    }
-
-
 @pytest.fixture
-def transcriber() -> Transcriber:
-    return Transcriber()
+def transcriber() -> ScriptedTranscriber:
+    return ScriptedTranscriber()
 
 
 @pytest.fixture
 async def bridge(
-    tmp_path: Path, livekit: LiveKitDouble, transcriber: Transcriber
+    tmp_path: Path, livekit: LiveKitDouble, transcriber: ScriptedTranscriber
 ) -> AsyncIterator[FastBridge]:
-    async with FastBridge(
-        tmp_path,
-        livekit,
-        config_overrides=_overrides(tmp_path),
-        options=Options(transcriber=transcriber),
-    ) as fast:
+    async with transcribing_bridge(tmp_path, livekit, transcriber) as fast:
         yield fast
 
 
@@ -152,10 +127,10 @@ async def _transcript_state(fast: FastBridge) -> str:
 
 @pytest.mark.parametrize("keep", [False, True])
 async def test_a_transcription_that_fails_for_good_deletes_the_recording(
-    tmp_path: Path, livekit: LiveKitDouble, transcriber: Transcriber, keep: bool
+    tmp_path: Path, livekit: LiveKitDouble, transcriber: ScriptedTranscriber, keep: bool
 ) -> None:
     """Even with keep_recordings, which keeps only the recordings of published transcripts."""
-    overrides = _overrides(tmp_path, keep_recordings=keep)
+    overrides = recording_overrides(tmp_path, keep_recordings=keep)
     async with FastBridge(
         tmp_path, livekit, config_overrides=overrides, options=Options(transcriber=transcriber)
     ) as fast:
@@ -167,7 +142,7 @@ async def test_a_transcription_that_fails_for_good_deletes_the_recording(
 
 
 async def test_running_out_of_retries_deletes_the_recording(
-    bridge: FastBridge, transcriber: Transcriber
+    bridge: FastBridge, transcriber: ScriptedTranscriber
 ) -> None:
     transcriber.script = [RuntimeError("out of memory")] * 3
     audio = await _ended_and_queued(bridge, await _recorded_meeting(bridge))
@@ -265,7 +240,7 @@ async def test_a_link_planted_as_the_recording_is_removed_not_followed(
 
 
 async def test_a_replayed_egress_report_leaves_the_recording_to_its_transcript(
-    bridge: FastBridge, transcriber: Transcriber
+    bridge: FastBridge, transcriber: ScriptedTranscriber
 ) -> None:
     meeting = await _recorded_meeting(bridge)
     audio = await _ended_and_queued(bridge, meeting)
@@ -310,7 +285,7 @@ async def test_the_sweep_deletes_old_leftovers_only(bridge: FastBridge, tmp_path
 
 
 async def test_the_sweep_spares_what_meetings_still_need(
-    bridge: FastBridge, transcriber: Transcriber
+    bridge: FastBridge, transcriber: ScriptedTranscriber
 ) -> None:
     """A recording waiting for its transcription is kept however old (the worker may be down,
     or the job waiting for a retry)."""
@@ -337,9 +312,9 @@ async def test_the_sweep_spares_a_meeting_being_recorded(bridge: FastBridge) -> 
 
 @pytest.mark.parametrize("keep", [False, True])
 async def test_kept_recordings_are_kept_as_long_as_their_meeting(
-    tmp_path: Path, livekit: LiveKitDouble, transcriber: Transcriber, keep: bool
+    tmp_path: Path, livekit: LiveKitDouble, transcriber: ScriptedTranscriber, keep: bool
 ) -> None:
-    overrides = _overrides(tmp_path, keep_recordings=keep)
+    overrides = recording_overrides(tmp_path, keep_recordings=keep)
     async with FastBridge(
         tmp_path, livekit, config_overrides=overrides, options=Options(transcriber=transcriber)
     ) as fast:

@@ -11,7 +11,7 @@ import asyncio
 import importlib.util
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,55 +22,26 @@ from fast import ALICE, BOB, ROOM, FastBridge
 from livekit.protocol import egress, models
 from livekit.protocol.webhook import WebhookEvent
 from livekit_double import LiveKitDouble
+from transcribing import (
+    AUDIO,
+    ScriptedTranscriber,
+    recording_overrides,
+    transcribing_bridge,
+)
 
 from appservice.wiring import Options
 from bridge.room_settings.config import ROOM_CONFIG_EVENT
-from bridge.transcription.attribution import Presence, Utterance
 from bridge.transcription.worker import PermanentFailure, TranscriptWorker
 
-AUDIO = b"OggS fake audio"
 RECORDING_STARTED = "enregistré pour en produire la transcription"
 SUMMARY = "Transcription de la visio ("
 FAILED = re.compile(r"^La transcription de la visio a échoué\. \(référence VB-\w{6}\)$")
-
-
-class ScriptedTranscriber:
-    """Stands in for the models: notes what it was given, then answers the next scripted
-    outcome (a transcript, or an exception to raise); a fixed two-line transcript by default."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Path, str, list[Presence]]] = []
-        self.script: list[list[Utterance] | BaseException] = []
-
-    def transcribe(
-        self, audio: Path, language: str, presences: Sequence[Presence], unknown_name: str
-    ) -> list[Utterance]:
-        self.calls.append((audio, language, list(presences)))
-        outcome = self.script.pop(0) if self.script else None
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if outcome is not None:
-            return outcome
-        assert audio.read_bytes() == AUDIO
-        return [
-            Utterance("Alice", 0.5, 4.0, "Bonjour à tous."),
-            Utterance(unknown_name.format(n=1), 4.5, 9.0, "Bonjour Alice, on commence ?"),
-        ]
 
 
 @dataclass(frozen=True)
 class Meeting:
     status: str  # the status message's event id: the transcript's thread root
     livekit_room: str
-
-
-def _overrides(tmp_path: Path, **transcription: Any) -> dict[str, Any]:
-    recordings = tmp_path / "recordings"
-    recordings.mkdir(exist_ok=True)
-    return {
-        "meetings": {"transcription_allowed": True},
-        "transcription": {"recordings_dir": str(recordings), **transcription},
-    }
 
 
 @pytest.fixture
@@ -82,10 +53,7 @@ def transcriber() -> ScriptedTranscriber:
 async def bridge(
     tmp_path: Path, livekit: LiveKitDouble, transcriber: ScriptedTranscriber
 ) -> AsyncIterator[FastBridge]:
-    options = Options(transcriber=transcriber)
-    async with FastBridge(
-        tmp_path, livekit, config_overrides=_overrides(tmp_path), options=options
-    ) as fast:
+    async with transcribing_bridge(tmp_path, livekit, transcriber) as fast:
         yield fast
 
 
@@ -182,7 +150,7 @@ async def test_no_recording_without_transcription(bridge: FastBridge) -> None:
 async def test_no_recording_when_the_operator_does_not_allow_it(
     tmp_path: Path, livekit: LiveKitDouble, transcriber: ScriptedTranscriber
 ) -> None:
-    overrides = {**_overrides(tmp_path), "meetings": {"transcription_allowed": False}}
+    overrides = {**recording_overrides(tmp_path), "meetings": {"transcription_allowed": False}}
     options = Options(transcriber=transcriber)
     async with FastBridge(tmp_path, livekit, config_overrides=overrides, options=options) as fast:
         await _room_settings(fast, {"transcription": "on"})
@@ -307,7 +275,7 @@ async def test_the_operator_may_keep_recordings(
     transcriber: ScriptedTranscriber,
     keep: bool,
 ) -> None:
-    overrides = _overrides(tmp_path, keep_recordings=keep)
+    overrides = recording_overrides(tmp_path, keep_recordings=keep)
     options = Options(transcriber=transcriber)
     async with FastBridge(tmp_path, livekit, config_overrides=overrides, options=options) as fast:
         meeting = await _recorded_meeting(fast)
@@ -461,7 +429,7 @@ async def test_real_models_end_to_end(tmp_path: Path, livekit: LiveKitDouble) ->
     transcript thread, with the speaker who was alone at first named."""
     import transcription_audio as synth
 
-    overrides = _overrides(tmp_path, in_process=True)
+    overrides = recording_overrides(tmp_path, in_process=True)
     async with FastBridge(tmp_path / "bridge", livekit, config_overrides=overrides) as fast:
         meeting = await _recorded_meeting(fast, transcript_language="en")
         await fast.livekit.join(meeting.livekit_room, ALICE, "Alice")
