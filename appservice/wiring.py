@@ -47,9 +47,9 @@ from appservice.matrix_adapter import MatrixAdapter
 from appservice.metrics import BridgeMetrics, metrics_app, serve_metrics
 from appservice.settings import Settings, room_policy
 from appservice.startup import start_database
+from bridge.calls.participant import LiveKitCallParticipant
 from bridge.chat.messages import ChatStore
 from bridge.chat.mirror import ChatMirror
-from bridge.chat.participant import LiveKitCallChat
 from bridge.clock import SystemClock
 from bridge.commands import VisioCommands
 from bridge.ids import RoomID
@@ -69,7 +69,7 @@ from bridge.meetings.participants import ParticipantStore
 from bridge.meetings.service import MeetingService
 from bridge.meetings.store import Meeting, MeetingStore
 from bridge.meetings.webhooks import WebhookVerifier
-from bridge.ports import CallChat, Clock, LiveKitRooms, Matrix
+from bridge.ports import CallParticipant, Clock, LiveKitRooms, Matrix
 from bridge.rate_limit import ClientAddresses
 from bridge.recording.keeper import RecordingKeeper
 from bridge.recording.recordings import Recordings
@@ -93,7 +93,7 @@ class Options:
     retry_base_delay_ms: int = 1000
     status_coalesce_s: float = 1.0
     reconcile_interval_s: float | None = None  # None: the config's livekit.reconcile_interval
-    call_chat: CallChat | None = None  # None: the real livekit.rtc participant
+    call_chat: CallParticipant | None = None  # None: the real livekit.rtc participant
     max_attempts: int = 8  # per inbox event, before giving up
     retry_max_delay_ms: int = 5 * 60_000
     transcriber: Transcriber | None = None  # None: the bundled models, when installed
@@ -438,7 +438,7 @@ def _chat(core: _Core, stack: contextlib.AsyncExitStack) -> ChatMirror:
         core.meetings,
         ChatStore(core.db),
         core.livekit,
-        core.options.call_chat or LiveKitCallChat(),
+        core.options.call_chat or LiveKitCallParticipant(),
         core.matrix,
         core.room_settings,
         core.join_settings,

@@ -230,15 +230,48 @@ class CallMessage:
     timestamp_ms: int
 
 
+@dataclass(frozen=True)
+class HeardTrack:
+    """A participant's audio track, as the bridge's participant hears it."""
+
+    identity: str
+    name: str  # the participant's name in the call when the track was first heard
+    track_sid: str
+
+
+class TrackWriter(Protocol):
+    """One heard track on its way to a file: 16 kHz mono signed 16-bit little-endian samples."""
+
+    async def write(self, pcm: bytes, at_ms: int) -> None:
+        """Samples whose first one was heard at wall-clock `at_ms`; a jump forward is a gap."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class TrackSink(Protocol):
+    """Where the bridge's participant puts each audio track it hears."""
+
+    async def open(self, track: HeardTrack, at_ms: int) -> TrackWriter: ...
+
+
 class CallConnection(Protocol):
-    async def leave(self) -> None: ...
+    async def record(self, sink: TrackSink | None) -> None:
+        """Record every participant's audio (now and as tracks come) into `sink`; None stops
+        and closes every writer. Idempotent."""
+        ...
+
+    async def leave(self) -> None:
+        """Leave the call; any track being recorded is closed first."""
+        ...
 
 
 OnCallMessage = Callable[[CallMessage], Awaitable[None]]
 
 
-class CallChat(Protocol):
-    """Joins a call as the bridge's participant and reports the chat it sees.
+class CallParticipant(Protocol):
+    """Joins a call as the bridge's participant: reports the chat it sees and, once asked
+    (`CallConnection.record`), writes each person's audio track to its own file.
 
     `on_lost` is called when the connection is lost for good (the server went away), not when
     the bridge leaves or the server closes the room.

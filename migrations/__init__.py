@@ -25,6 +25,7 @@ from . import (  # noqa: E402  - each registers itself on upgrade_table
     v05_chat,
     v06_transcripts,
     v07_retention,
+    v08_call_tracks,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "v05_chat",
     "v06_transcripts",
     "v07_retention",
+    "v08_call_tracks",
 ]
 
 OWNER_NAME = "visio-bridge"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from call_chat_double import CallChatDouble
+from call_participant_double import CallParticipantDouble
 from fakes.matrix import BOT, FakeMatrix
 from harness import DatabaseTarget, ManualClock, bridge_config
 from livekit_double import LiveKitDouble
@@ -75,7 +75,7 @@ class FastBridge:
         await db.start()
         self._stack.push_async_callback(db.stop)
         livekit = await open_livekit(self.settings, self._stack, probe=False)
-        self.call_chat = CallChatDouble(self.livekit.api_key, self.livekit.api_secret)
+        self.call_chat = CallParticipantDouble(self.livekit.api_key, self.livekit.api_secret)
         options = replace(
             self._options,
             clock=self.clock,

@@ -16,7 +16,7 @@ from typing import Any
 
 import nio
 import yaml
-from call_chat_double import CallChatDouble
+from call_participant_double import CallParticipantDouble
 from livekit_double import LiveKitDouble
 
 from appservice.app import BRIDGE, BridgeServer
@@ -169,11 +169,11 @@ class Stack:
     settings: Settings = field(init=False)
     bridge: BridgeServer | None = field(init=False, default=None)
     humans: list[Human] = field(init=False, default_factory=list)
-    call_chat: CallChatDouble = field(init=False)
+    call_chat: CallParticipantDouble = field(init=False)
 
     async def __aenter__(self) -> Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.call_chat = CallChatDouble(self.livekit.api_key, self.livekit.api_secret)
+        self.call_chat = CallParticipantDouble(self.livekit.api_key, self.livekit.api_secret)
         database = self.database or DatabaseTarget(f"sqlite:{self.workdir / 'bridge.db'}", {})
         synapse_port, bridge_port = free_port(), self.bridge_port or free_port()
         config = bridge_config(

@@ -9,7 +9,7 @@ from harness import free_port
 from livekit.api import VideoGrants
 from livekit_double import LiveKitDouble
 
-from bridge.chat.participant import CallJoinFailed, LiveKitCallChat
+from bridge.calls.participant import CallJoinFailed, LiveKitCallParticipant
 from bridge.ids import LiveKitRoomName
 from bridge.ports import CallMessage
 
@@ -34,7 +34,7 @@ async def test_joining_without_a_real_livekit_fails_clearly(
     )
     started = time.monotonic()
     with pytest.raises(CallJoinFailed, match="could not join LiveKit room visio-abc"):
-        await LiveKitCallChat(connect_timeout_s=10).join(
+        await LiveKitCallParticipant(connect_timeout_s=10).join(
             url, token, LiveKitRoomName("visio-abc"), _ignore
         )
     assert time.monotonic() - started < 12

@@ -18,8 +18,8 @@ from livekit.protocol import egress, models
 from livekit.protocol.webhook import WebhookEvent
 from livekit_double import LiveKitDouble
 
+from bridge.calls.participant import read_capped_text
 from bridge.chat.messages import MAX_CHAT_CHARS
-from bridge.chat.participant import read_capped_text
 from bridge.meetings.lifecycle import WEBHOOK_ID_TTL_MS
 from bridge.room_settings.config import ROOM_CONFIG_EVENT, RoomConfig, RoomConfigError, with_field
 

@@ -38,9 +38,9 @@ from bridge.meetings.store import Meeting, MeetingState, MeetingStore
 from bridge.messages import i18n
 from bridge.messages.render import Notice
 from bridge.ports import (
-    CallChat,
     CallConnection,
     CallMessage,
+    CallParticipant,
     Clock,
     LiveKitRooms,
     Matrix,
@@ -60,7 +60,7 @@ class ChatMirror:
         meeting_service: MeetingService,
         chat: ChatStore,
         livekit: LiveKitRooms,
-        call_chat: CallChat,
+        call_chat: CallParticipant,
         matrix: Matrix,
         room_settings: RoomSettings,
         join_settings: JoinSettings,

@@ -13,23 +13,31 @@ from dataclasses import dataclass, field
 
 from livekit.api import TokenVerifier
 
-from bridge.ports import OnCallMessage
+from bridge.ports import OnCallMessage, TrackSink
 
 
 @dataclass
 class _Connection:
-    double: CallChatDouble
+    double: CallParticipantDouble
     room: str
+
+    sink: TrackSink | None = None
+
+    async def record(self, sink: TrackSink | None) -> None:
+        self.sink = sink
+        self.double.recording[self.room] = sink
 
     async def leave(self) -> None:
         self.double.joined.discard(self.room)
+        self.double.recording.pop(self.room, None)
 
 
 @dataclass
-class CallChatDouble:
+class CallParticipantDouble:
     api_key: str
     api_secret: str
     joined: set[str] = field(default_factory=set)
+    recording: dict[str, TrackSink | None] = field(default_factory=dict)
 
     async def join(
         self,

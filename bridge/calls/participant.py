@@ -1,7 +1,7 @@
 """The bridge's participant in a call, over the `livekit` rtc SDK: it reads the call's chat.
 
 Kept thin: connect with a token, turn both chat protocols into `CallMessage`s, report a lost
-connection, leave. The bridging logic lives behind the `CallChat` port (`appservice/chat_mirror`).
+connection, leave. What the bridge does with them lives behind the `CallParticipant` port.
 
 Two facts of the real server shape this adapter (livekit-server 1.13, livekit rtc 1.2):
 - The server announces participants who publish nothing (a guest with camera and microphone
@@ -30,7 +30,7 @@ from bridge.chat.messages import (
     parse_legacy_packet,
 )
 from bridge.ids import LiveKitRoomName
-from bridge.ports import CallMessage, OnCallMessage
+from bridge.ports import CallMessage, OnCallMessage, TrackSink
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,18 @@ class _RtcConnection:
     def __init__(self, room: Any) -> None:
         self._room = room
         self.leaving = False
+        self.sink: TrackSink | None = None
+
+    async def record(self, sink: TrackSink | None) -> None:
+        self.sink = sink
 
     async def leave(self) -> None:
         self.leaving = True
         await self._room.disconnect()
 
 
-class LiveKitCallChat:
-    """`CallChat` over livekit.rtc (imported lazily: it loads a native library)."""
+class LiveKitCallParticipant:
+    """`CallParticipant` over livekit.rtc (imported lazily: it loads a native library)."""
 
     def __init__(
         self, connect_timeout_s: float = 15.0, sender_wait_s: float = SENDER_WAIT_S
