@@ -14,7 +14,7 @@ import aiohttp
 from mautrix.appservice import IntentAPI
 from mautrix.errors import MatrixConnectionError, MatrixError
 
-from bridge.chat.mirror import ChatMirror
+from bridge.calls.agent import CallAgent
 from bridge.livekit import LiveKitAdapter
 from bridge.lobby.desk import LobbyDesk
 from bridge.meetings.lifecycle import MeetingLifecycle
@@ -72,7 +72,7 @@ async def set_up_bot(bot: IntentAPI, displayname: str, address: str = "") -> Non
 
 
 async def keep_in_step(
-    chat: ChatMirror, lifecycle: MeetingLifecycle, status: StatusPublisher, interval_s: float
+    agent: CallAgent, lifecycle: MeetingLifecycle, status: StatusPublisher, interval_s: float
 ) -> None:
     """Reconcile with LiveKit and catch up status messages: at start-up, then periodically."""
     while True:
@@ -91,9 +91,9 @@ async def keep_in_step(
             log.exception("Reconcile pass failed")
         try:
             await status.catch_up()
-            await chat.ensure_all()
+            await agent.ensure_all()
         except Exception:
-            log.exception("Status or chat catch-up failed")
+            log.exception("Status or call participant catch-up failed")
         await asyncio.sleep(interval_s)
 
 

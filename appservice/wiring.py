@@ -47,6 +47,7 @@ from appservice.matrix_adapter import MatrixAdapter
 from appservice.metrics import BridgeMetrics, metrics_app, serve_metrics
 from appservice.settings import Settings, room_policy
 from appservice.startup import start_database
+from bridge.calls.agent import CallAgent
 from bridge.calls.participant import LiveKitCallParticipant
 from bridge.chat.messages import ChatStore
 from bridge.chat.mirror import ChatMirror
@@ -229,14 +230,15 @@ async def start_features(
     core = _core(settings, options, options.clock or SystemClock(), db, matrix, livekit)
     status = _status(core, stack)
     chat = _chat(core, stack)
+    agent = _call_agent(core, stack, chat)
     recordings, recording = _recording(core)
     lobby, desk = _lobby(core, stack)  # follows meetings: an ended call closes its lobby
-    observers = _observers(core, stack, status, followers=(_widgets(core), chat, recording, desk))
+    observers = _observers(core, stack, status, followers=(_widgets(core), agent, recording, desk))
     lifecycle = MeetingLifecycle(
         db, core.meeting_store, core.participants, livekit, core.clock, observers, recordings
     )
     interval = options.reconcile_interval_s or settings.livekit.reconcile_interval
-    _in_background(core, stack, keep_in_step(chat, lifecycle, status, interval))
+    _in_background(core, stack, keep_in_step(agent, lifecycle, status, interval))
     commands = VisioCommands(
         core.meetings,
         matrix,
@@ -435,22 +437,32 @@ def _status(core: _Core, stack: contextlib.AsyncExitStack) -> StatusPublisher:
 def _chat(core: _Core, stack: contextlib.AsyncExitStack) -> ChatMirror:
     mirror = ChatMirror(
         core.meeting_store,
-        core.meetings,
         ChatStore(core.db),
         core.livekit,
-        core.options.call_chat or LiveKitCallParticipant(),
         core.matrix,
         core.room_settings,
-        core.join_settings,
         core.clock,
-        rtc_url=core.settings.livekit.rtc_url,
         ghost_prefix=core.settings.appservice.user_prefix,
         server_name=core.settings.homeserver.domain,
         retry_base_ms=core.options.retry_base_delay_ms,
     )
-    stack.push_async_callback(mirror.close)
     _in_background(core, stack, mirror.run_outbox())
     return mirror
+
+
+def _call_agent(core: _Core, stack: contextlib.AsyncExitStack, chat: ChatMirror) -> CallAgent:
+    agent = CallAgent(
+        core.meeting_store,
+        core.meetings,
+        core.options.call_chat or LiveKitCallParticipant(),
+        core.room_settings,
+        core.join_settings,
+        rtc_url=core.settings.livekit.rtc_url,
+        on_message=chat.on_call_message,
+        sink_for=None,
+    )
+    stack.push_async_callback(agent.close)
+    return agent
 
 
 def _recording(core: _Core) -> tuple[Recordings, RecordingKeeper]:

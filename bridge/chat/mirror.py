@@ -4,12 +4,13 @@ Room → call: each `m.text` / `m.notice` / `m.emote` (not the bridge's own, not
 into the call as LiveKit's legacy chat packet, "Name : text", with the Matrix event id as the
 message id, so an edit (`m.replace`) arrives as an edit and a redaction as "(message deleted)".
 
-Call → room: the bridge's participant hears the call's chat; each message is stored in an
-outbox first, then posted in order: a verified member (identity = Matrix user id) is relayed by
-the bot with their name as a pill; a guest speaks through a ghost user ("Zoé (invité)"). A
-message id seen again with new text is an edit of the event it became. Nothing echoes: what
-the bridge posts in the room comes from its own users, which the dispatcher ignores, and what
-it sends into the call comes from the server or the bridge participant, which is skipped here.
+Call → room: the bridge's participant (`bridge/calls/agent.py`) hears the call's chat; each
+message is stored in an outbox first, then posted in order: a verified member (identity = Matrix
+user id) is relayed by the bot with their name as a pill; a guest speaks through a ghost user
+("Zoé (invité)"). A message id seen again with new text is an edit of the event it became.
+Nothing echoes: what the bridge posts in the room comes from its own users, which the
+dispatcher ignores, and what it sends into the call comes from the server or the bridge
+participant, which is skipped here.
 """
 
 from __future__ import annotations
@@ -30,17 +31,13 @@ from bridge.chat.messages import (
     legacy_packet,
     plain_text_of,
 )
-from bridge.ids import MeetingID, ParticipantIdentity, RoomID
-from bridge.join.tokens import JoinSettings, mint_token
+from bridge.ids import MeetingID, RoomID
 from bridge.meetings.lifecycle import matrix_user_of
-from bridge.meetings.service import MeetingService
 from bridge.meetings.store import Meeting, MeetingState, MeetingStore
 from bridge.messages import i18n
 from bridge.messages.render import Notice
 from bridge.ports import (
-    CallConnection,
     CallMessage,
-    CallParticipant,
     Clock,
     LiveKitRooms,
     Matrix,
@@ -57,41 +54,28 @@ class ChatMirror:
     def __init__(
         self,
         meetings: MeetingStore,
-        meeting_service: MeetingService,
         chat: ChatStore,
         livekit: LiveKitRooms,
-        call_chat: CallParticipant,
         matrix: Matrix,
         room_settings: RoomSettings,
-        join_settings: JoinSettings,
         clock: Clock,
         *,
-        rtc_url: str,
         ghost_prefix: str,
         server_name: str,
         retry_base_ms: int = 1000,
         max_attempts: int = 8,
-        rejoin_first_delay_s: float = 0.5,
     ) -> None:
         self._meetings = meetings
-        self._meeting_service = meeting_service
         self._chat = chat
         self._livekit = livekit
-        self._call_chat = call_chat
         self._matrix = matrix
         self._room_settings = room_settings
-        self._join_settings = join_settings
         self._clock = clock
-        self._rtc_url = rtc_url
         self._ghost_prefix = ghost_prefix
         self._server_name = server_name
         self._retry_base_ms = retry_base_ms
         self._max_attempts = max_attempts
-        self._rejoin_first_delay_s = rejoin_first_delay_s
-        self._connections: dict[MeetingID, CallConnection] = {}
-        self._connecting: set[MeetingID] = set()
         self._wakeup = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- room → call ---------------------------------------------------------------------
 
@@ -147,8 +131,12 @@ class ChatMirror:
     # ---- call → room ---------------------------------------------------------------------
 
     async def on_call_message(self, meeting_id: MeetingID, message: CallMessage) -> None:
+        """A message heard in the call (by this process's participant, or a worker's)."""
         if message.sender_identity == BRIDGE_IDENTITY:
             return  # our own messages into the call
+        meeting = await self._meetings.by_id(meeting_id)
+        if meeting is None or await self._live_meeting(meeting.room_id) is None:
+            return  # the participant is there to record; the room does not mirror its chat
         if await self._chat.enqueue(meeting_id, message, self._clock.now_ms()):
             self._wakeup.set()
 
@@ -231,80 +219,3 @@ class ChatMirror:
         """The ghost user a guest of the call speaks through: stable per LiveKit identity."""
         digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
         return f"@{self._ghost_prefix}{digest}:{self._server_name}"
-
-    # ---- the bridge's participant in each live call ------------------------------------------
-
-    async def sync(self, meeting_id: MeetingID) -> None:
-        """Be in the meeting's call while it is live and mirrored; leave it otherwise."""
-        meeting = await self._meetings.by_id(meeting_id)
-        wanted = meeting is not None and await self._live_meeting(meeting.room_id) is not None
-        connection = self._connections.get(meeting_id)
-        if not wanted:
-            if connection is not None:
-                del self._connections[meeting_id]
-                await connection.leave()
-            return
-        if connection is not None or meeting_id in self._connecting or meeting is None:
-            return
-        self._connecting.add(meeting_id)
-        try:
-            token = mint_token(
-                self._join_settings,
-                meeting.livekit_room,
-                ParticipantIdentity(BRIDGE_IDENTITY),
-                "Tchap",
-                agent=True,
-            )
-
-            async def heard(message: CallMessage) -> None:
-                await self.on_call_message(meeting_id, message)
-
-            self._connections[meeting_id] = await self._call_chat.join(
-                self._rtc_url,
-                token,
-                meeting.livekit_room,
-                heard,
-                on_lost=lambda: self._lost(meeting_id),
-            )
-        finally:
-            self._connecting.discard(meeting_id)
-
-    def _lost(self, meeting_id: MeetingID) -> None:
-        self._connections.pop(meeting_id, None)
-        task = asyncio.create_task(self._rejoin(meeting_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _rejoin(self, meeting_id: MeetingID) -> None:
-        """Come back into a call whose server went away, for as long as the meeting is live
-        (the server may also have forgotten the room: it is made again first)."""
-        delay = self._rejoin_first_delay_s
-        while True:
-            await asyncio.sleep(delay)
-            meeting = await self._meetings.by_id(meeting_id)
-            if meeting is None or await self._live_meeting(meeting.room_id) is None:
-                return
-            try:
-                config = await self._room_settings.effective(meeting.room_id)
-                await self._meeting_service.restore_room(meeting, config.max_participants)
-                await self.sync(meeting_id)
-                return
-            except Exception as err:
-                log.info("Meeting %s: call not rejoined yet (%r)", meeting_id, err)
-                delay = min(delay * 2, 30.0)
-
-    async def ensure_all(self) -> None:
-        """(Re)connect to every live meeting: at start-up and with each reconcile pass."""
-        for meeting in await self._meetings.open_meetings():
-            try:
-                await self.sync(meeting.id)
-            except Exception as err:
-                log.warning("Chat participant for meeting %s not connected: %r", meeting.id, err)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for connection in self._connections.values():
-            with contextlib.suppress(Exception):
-                await connection.leave()
-        self._connections.clear()
