@@ -72,7 +72,10 @@ async def set_up_bot(bot: IntentAPI, displayname: str, address: str = "") -> Non
 
 
 async def keep_in_step(
-    agent: CallAgent, lifecycle: MeetingLifecycle, status: StatusPublisher, interval_s: float
+    agent: CallAgent | None,
+    lifecycle: MeetingLifecycle,
+    status: StatusPublisher,
+    interval_s: float,
 ) -> None:
     """Reconcile with LiveKit and catch up status messages: at start-up, then periodically."""
     while True:
@@ -91,7 +94,8 @@ async def keep_in_step(
             log.exception("Reconcile pass failed")
         try:
             await status.catch_up()
-            await agent.ensure_all()
+            if agent is not None:
+                await agent.ensure_all()
         except Exception:
             log.exception("Status or call participant catch-up failed")
         await asyncio.sleep(interval_s)

@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     worker.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
 
+    calls = commands.add_parser(
+        "call-worker",
+        help="hold calls for the bridge: mirror their chat, record each participant (PostgreSQL)",
+    )
+    calls.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
+
     demo = commands.add_parser("demo", help="run a local Synapse with the bridge, to try it out")
     demo.add_argument("--dir", type=Path, default=Path("visio-demo"))
 
@@ -75,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         from appservice.worker_process import run_worker
 
         return asyncio.run(run_worker(settings))
+    if args.command == "call-worker":
+        settings = _load_or_exit(args.config)
+        _configure_logging(settings)
+        from appservice.call_worker import run_call_worker
+
+        return asyncio.run(run_call_worker(settings))
     if args.command == "demo":
         from appservice.demo import prepare_demo, run_demo
 

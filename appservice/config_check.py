@@ -1,6 +1,7 @@
 """What `check-config` says beyond "the file parses": a config still holding the example's
 placeholders, secrets too short to sign tokens safely, a front end outside the operator's domain,
-keys no setting reads (typos), and a registration file that disagrees with the config.
+keys no setting reads (typos), a registration file that disagrees with the config, and call
+settings that leave calls without the bridge for long.
 
 Problems make `check-config` fail; warnings are printed and leave the exit status alone.
 """
@@ -118,6 +119,29 @@ def warnings(settings: Settings) -> list[str]:
         found.append(
             f"appservice.registration: {settings.appservice.registration} not readable here; "
             "not compared with the config"
+        )
+    found.extend(_calls_warnings(settings))
+    return found
+
+
+# Past this, a dead call worker's calls stay without the bridge (no chat mirror, no recording)
+# for more than a minute and a half.
+_LONG_LEASE_SECONDS = 60
+
+
+def _calls_warnings(settings: Settings) -> list[str]:
+    calls = settings.calls
+    found = []
+    if not calls.in_process:
+        found.append(
+            "calls.in_process: false, so the bridge joins no call itself: "
+            "run at least one `visio-bridge call-worker` with this config"
+        )
+    if calls.lease_seconds > _LONG_LEASE_SECONDS:
+        takeover = calls.lease_seconds + calls.lease_seconds // 3
+        found.append(
+            f"calls.lease_seconds: {calls.lease_seconds}, so the calls of a process that stops "
+            f"go up to {takeover} s without chat mirror or recording"
         )
     return found
 

@@ -108,9 +108,15 @@ class MeetingSettings:
     lobby_timeout: int  # seconds a guest may wait in the lobby
 
 
+RECORDERS = ("participant", "egress")
+
+
 @dataclass(frozen=True)
 class TranscriptionSettings:
-    recordings_dir: str  # where LiveKit's egress writes recordings; shared with the workers
+    # "participant": the bridge's participant records each person's own track (default);
+    # "egress": LiveKit's egress records the mixed room audio, and pyannote tells voices apart.
+    recorder: str
+    recordings_dir: str  # where recordings are written; shared with the workers
     keep_recordings: bool  # privacy: delete the audio once its transcript is published
     in_process: bool  # run the transcription worker inside the bridge (embedded set-ups)
     threads: int
@@ -127,6 +133,19 @@ class RetentionSettings:
     meetings_days: int = 30  # an ended meeting, with who took part, chat links, lobby requests
     recordings_hours: int = 24  # a recording file no meeting needs any more
     purge_interval: int = 600  # seconds between two purges
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """Which processes hold the bridge's participant in each live call (bridge/calls/holder.py)."""
+
+    # The bridge holds calls itself; false leaves them to `visio-bridge call-worker`s (which
+    # need PostgreSQL: processes on several machines cannot share a SQLite file).
+    in_process: bool = True
+    # Renewed every third of it (`CallHolder.renew_interval_ms`), so a holder that dies is
+    # replaced within lease_seconds and a third.
+    lease_seconds: int = 15
+    capacity: int = 0  # the most calls one process holds at once; 0 for no limit
 
 
 @dataclass(frozen=True)
@@ -164,6 +183,7 @@ class Settings:
     source: Path | None = field(default=None, compare=False)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     call_page: CallPageSettings = field(default_factory=CallPageSettings)
+    calls: CallSettings = field(default_factory=CallSettings)
     log_format: str = "text"  # text or json (one JSON object per line)
     # Keys of the file that no setting reads (typos), each with the closest known key.
     unknown_keys: tuple[str, ...] = ()
@@ -438,6 +458,7 @@ def _parse(r: _Reader, base_dir: Path, *, need_tokens: bool) -> Settings:
         pickle_key=r.text("encryption.pickle_key", ""),
     )
     transcription = TranscriptionSettings(
+        recorder=r.choice("transcription.recorder", RECORDERS, "participant"),
         recordings_dir=r.text("transcription.recordings_dir", "/var/lib/visio-bridge/recordings"),
         keep_recordings=r.boolean("transcription.keep_recordings", False),
         in_process=r.boolean("transcription.in_process", database_url.startswith("sqlite:")),
@@ -457,6 +478,7 @@ def _parse(r: _Reader, base_dir: Path, *, need_tokens: bool) -> Settings:
         ),
         purge_interval=r.integer("retention.purge_interval", defaults.purge_interval, 60, 86400),
     )
+    calls = _calls(r, sqlite=database_url.startswith("sqlite:"))
     if r.problems:
         raise ConfigError(r.problems)
     return Settings(
@@ -474,7 +496,24 @@ def _parse(r: _Reader, base_dir: Path, *, need_tokens: bool) -> Settings:
         retention=retention,
         metrics=metrics,
         call_page=call_page,
+        calls=calls,
         log_format=log_format,
+    )
+
+
+def _calls(r: _Reader, *, sqlite: bool) -> CallSettings:
+    defaults = CallSettings()
+    in_process = r.boolean("calls.in_process", defaults.in_process)
+    if sqlite and not in_process:
+        r.problem(
+            "calls.in_process",
+            "must be true with a SQLite database: call workers on other machines need "
+            "PostgreSQL (database.url: postgres://…)",
+        )
+    return CallSettings(
+        in_process=in_process,
+        lease_seconds=r.integer("calls.lease_seconds", defaults.lease_seconds, 5, 300),
+        capacity=r.integer("calls.capacity", defaults.capacity, 0, 100_000),
     )
 
 

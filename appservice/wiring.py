@@ -34,6 +34,7 @@ from appservice.background import (
     purge_regularly,
     set_up_bot,
 )
+from appservice.call_agents import CallAgents, build_call_agents, hold_calls
 from appservice.dispatch import EventDispatcher
 from appservice.encryption import EndToBridgeEncryption
 from appservice.http.call_page import ASSETS, dist_dir
@@ -47,7 +48,8 @@ from appservice.matrix_adapter import MatrixAdapter
 from appservice.metrics import BridgeMetrics, metrics_app, serve_metrics
 from appservice.settings import Settings, room_policy
 from appservice.startup import start_database
-from bridge.calls.agent import CallAgent
+from bridge.calls.coverage import RecordingCoverage
+from bridge.calls.leases import CallLeases
 from bridge.calls.participant import LiveKitCallParticipant
 from bridge.chat.messages import ChatStore
 from bridge.chat.mirror import ChatMirror
@@ -74,6 +76,7 @@ from bridge.ports import CallParticipant, Clock, LiveKitRooms, Matrix
 from bridge.rate_limit import ClientAddresses
 from bridge.recording.keeper import RecordingKeeper
 from bridge.recording.recordings import Recordings
+from bridge.recording.tracks import TrackStore
 from bridge.retention import DAY_MS, HOUR_MS, Retention, RetentionPolicy
 from bridge.room_settings.service import RoomSettings
 from bridge.room_settings.store import RoomConfigStore
@@ -230,15 +233,20 @@ async def start_features(
     core = _core(settings, options, options.clock or SystemClock(), db, matrix, livekit)
     status = _status(core, stack)
     chat = _chat(core, stack)
-    agent = _call_agent(core, stack, chat)
-    recordings, recording = _recording(core)
+    agents = _call_agents(core, stack, chat)
+    recordings, recording = _recording(core, agents)
     lobby, desk = _lobby(core, stack)  # follows meetings: an ended call closes its lobby
-    observers = _observers(core, stack, status, followers=(_widgets(core), agent, recording, desk))
+    followers: list[MeetingFollower] = [_widgets(core), recording, desk]
+    if agents is not None:
+        followers.insert(1, agents.agent)
+    observers = _observers(core, stack, status, followers=followers)
     lifecycle = MeetingLifecycle(
         db, core.meeting_store, core.participants, livekit, core.clock, observers, recordings
     )
     interval = options.reconcile_interval_s or settings.livekit.reconcile_interval
-    _in_background(core, stack, keep_in_step(agent, lifecycle, status, interval))
+    _in_background(
+        core, stack, keep_in_step(agents.agent if agents else None, lifecycle, status, interval)
+    )
     commands = VisioCommands(
         core.meetings,
         matrix,
@@ -450,29 +458,48 @@ def _chat(core: _Core, stack: contextlib.AsyncExitStack) -> ChatMirror:
     return mirror
 
 
-def _call_agent(core: _Core, stack: contextlib.AsyncExitStack, chat: ChatMirror) -> CallAgent:
-    agent = CallAgent(
+def _call_agents(
+    core: _Core, stack: contextlib.AsyncExitStack, chat: ChatMirror
+) -> CallAgents | None:
+    """The bridge's participant in the calls this process holds; None when call-workers hold
+    them all (`calls.in_process: false`)."""
+    if not core.settings.calls.in_process:
+        return None
+    agents = build_call_agents(
+        core.settings,
+        core.db,
+        core.clock,
         core.meeting_store,
         core.meetings,
-        core.options.call_chat or LiveKitCallParticipant(),
         core.room_settings,
         core.join_settings,
-        rtc_url=core.settings.livekit.rtc_url,
-        on_message=chat.on_call_message,
-        sink_for=None,
+        core.options.call_chat or LiveKitCallParticipant(),
+        chat.on_call_message,
     )
-    stack.push_async_callback(agent.close)
-    return agent
+    if core.options.background:
+        in_background(stack, hold_calls(agents))  # leaves every call when cancelled
+    else:
+        stack.push_async_callback(agents.agent.close)
+    return agents
 
 
-def _recording(core: _Core) -> tuple[Recordings, RecordingKeeper]:
+def _recording(core: _Core, agents: CallAgents | None) -> tuple[Recordings, RecordingKeeper]:
+    per_participant = core.settings.transcription.recorder == "participant"
     recordings = Recordings(
         core.meeting_store,
         core.jobs,
         core.livekit,
+        core.clock,
         recordings_dir=core.settings.transcription.recordings_dir,
+        tracks=TrackStore(core.db) if per_participant else None,
     )
-    keeper = RecordingKeeper(core.meeting_store, recordings, core.matrix, core.room_settings)
+    keeper = RecordingKeeper(
+        core.meeting_store,
+        recordings,
+        core.matrix,
+        core.room_settings,
+        recording_changed=agents.agent.sync if agents is not None else None,
+    )
     return recordings, keeper
 
 
@@ -514,6 +541,8 @@ def _transcripts(core: _Core, stack: contextlib.AsyncExitStack) -> TranscriptWor
         TranscriptPublisher(core.matrix, core.meeting_store),
         core.room_settings,
         core.clock,
+        tracks=TrackStore(core.db),
+        missing_audio=RecordingCoverage(CallLeases(core.db, core.clock)).missing,
         keep_recordings=settings.keep_recordings,
         recordings_dir=settings.recordings_dir,
         retry_base_ms=core.options.retry_base_delay_ms,

@@ -21,10 +21,13 @@ from mautrix.util.logging import TraceLogger
 from appservice.matrix_adapter import MatrixAdapter
 from appservice.settings import Settings, room_policy
 from appservice.wiring import bundled_transcriber, open_database
+from bridge.calls.coverage import RecordingCoverage
+from bridge.calls.leases import CallLeases
 from bridge.clock import SystemClock
 from bridge.jobs import JobQueue
 from bridge.meetings.participants import ParticipantStore
 from bridge.meetings.store import MeetingStore
+from bridge.recording.tracks import TrackStore
 from bridge.room_settings.service import RoomSettings
 from bridge.room_settings.store import RoomConfigStore
 from bridge.transcription.worker import TranscriptPublisher, TranscriptWorker
@@ -62,6 +65,8 @@ async def run_worker(settings: Settings) -> int:
         TranscriptPublisher(matrix, meetings),
         RoomSettings(RoomConfigStore(db), matrix, policy, clock),
         clock,
+        tracks=TrackStore(db),
+        missing_audio=RecordingCoverage(CallLeases(db, clock)).missing,
         keep_recordings=settings.transcription.keep_recordings,
         recordings_dir=settings.transcription.recordings_dir,
     )

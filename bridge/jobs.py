@@ -106,6 +106,17 @@ class JobQueue:
                 now + retry_in_ms,
             )
 
+    async def postpone(self, job: Job, owner: str, delay_ms: int) -> None:
+        """Not ready yet (its inputs are still being written): back in the queue, later, and
+        this claim does not count as an attempt."""
+        await self._db.execute(
+            "UPDATE jobs SET state='queued', run_after=$3, attempts=attempts-1, "
+            "lease_owner=NULL, lease_until=NULL WHERE id=$1 AND lease_owner=$2 AND state='running'",
+            job.id,
+            owner,
+            self._clock.now_ms() + delay_ms,
+        )
+
     async def state_of(self, kind: str, meeting_id: MeetingID) -> str | None:
         value = await self._db.fetchval(
             "SELECT state FROM jobs WHERE kind=$1 AND meeting_id=$2", kind, meeting_id

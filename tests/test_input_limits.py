@@ -109,7 +109,7 @@ async def recorder(tmp_path: Path, livekit: LiveKitDouble) -> AsyncIterator[Fast
     recordings.mkdir()
     overrides = {
         "meetings": {"transcription_allowed": True},
-        "transcription": {"recordings_dir": str(recordings)},
+        "transcription": {"recordings_dir": str(recordings), "recorder": "egress"},
     }
     async with FastBridge(tmp_path, livekit, config_overrides=overrides) as fast:
         yield fast

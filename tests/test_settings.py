@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from appservice import config_check
 from appservice.settings import ConfigError, Settings, load_settings, parse_settings
 
 
@@ -348,3 +349,49 @@ def test_unknown_permission_level_is_reported(tmp_path: Path) -> None:
     raw = minimal_config()
     raw["permissions"] = {"example.org": "admin"}
     assert paths(problems(raw, tmp_path)) == ["permissions.example.org"]
+
+
+# --- calls: which processes hold the bridge's participant in each call -------------------------
+
+
+def test_calls_default_to_the_bridge_itself_with_a_15_second_lease(tmp_path: Path) -> None:
+    calls = parse(minimal_config(), tmp_path).calls
+    assert (calls.in_process, calls.lease_seconds, calls.capacity) == (True, 15, 0)
+
+
+def test_calls_may_be_left_to_call_workers_with_postgres(tmp_path: Path) -> None:
+    raw = minimal_config()
+    raw["database"] = {"url": "postgres://visio@db/visio"}
+    raw["calls"] = {"in_process": False, "lease_seconds": 30, "capacity": 40}
+    calls = parse(raw, tmp_path).calls
+    assert (calls.in_process, calls.lease_seconds, calls.capacity) == (False, 30, 40)
+
+
+def test_calls_cannot_leave_the_bridge_with_sqlite(tmp_path: Path) -> None:
+    raw = minimal_config()
+    raw["calls"] = {"in_process": False}
+    found = problems(raw, tmp_path)
+    assert paths(found) == ["calls.in_process"]
+    assert "PostgreSQL" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("lease_seconds", 4), ("lease_seconds", 301), ("capacity", -1)]
+)
+def test_calls_out_of_bounds_are_refused(tmp_path: Path, key: str, value: int) -> None:
+    raw = minimal_config()
+    raw["calls"] = {key: value}
+    assert paths(problems(raw, tmp_path)) == [f"calls.{key}"]
+
+
+def test_check_config_warns_when_no_process_may_be_in_calls_or_takeover_is_slow(
+    tmp_path: Path,
+) -> None:
+    raw = minimal_config()
+    raw["database"] = {"url": "postgres://visio@db/visio"}
+    assert [w for w in config_check.warnings(parse(raw, tmp_path)) if w.startswith("calls.")] == []
+    raw["calls"] = {"in_process": False, "lease_seconds": 120}
+    found = [w for w in config_check.warnings(parse(raw, tmp_path)) if w.startswith("calls.")]
+    assert paths(found) == ["calls.in_process", "calls.lease_seconds"]
+    assert "call-worker" in found[0]
+    assert "160 s" in found[1]

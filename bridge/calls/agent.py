@@ -4,7 +4,7 @@ wanted, recording each person's audio while the transcript is on, back after a l
 A call is wanted while its meeting is live and the bridge has something to do there: mirror the
 chat, or record each participant's own track for the transcript. With several processes (the
 bridge and `visio-bridge call-worker`s over one PostgreSQL), each call is held by exactly one of
-them (`bridge/calls/leases.py`): a process joins only the calls it holds, and leaves those it
+them (`bridge/calls/holder.py`): a process joins only the calls it holds, and leaves those it
 lost. Alone (SQLite, or no worker), the bridge holds every call.
 
 Recording starts only once the meeting's transcript state says `recording`: the recording
@@ -34,7 +34,7 @@ SinkFor = Callable[[Meeting], TrackSink]
 
 
 class CallHolding(Protocol):
-    """Which calls this process may be in (`bridge/calls/leases.py` `CallHolder`)."""
+    """Which calls this process may be in (`bridge/calls/holder.py` `CallHolder`)."""
 
     def holds(self, meeting_id: MeetingID) -> bool: ...
 

@@ -218,6 +218,16 @@ class MeetingStore:
             started_ns,
         )
 
+    async def start_track_recording(self, meeting_id: MeetingID, started_ns: int) -> bool:
+        """The bridge's participant records each person from now on: `off` → `recording`."""
+        moved = await self._db.fetchval(
+            "UPDATE meetings SET transcript_state='recording', recording_started_ns=$2 "
+            "WHERE id=$1 AND transcript_state='off' RETURNING id",
+            meeting_id,
+            started_ns,
+        )
+        return moved is not None
+
     async def by_egress(self, egress_id: str) -> Meeting | None:
         row = await self._db.fetchrow(
             f"SELECT {_COLUMNS} FROM meetings WHERE egress_id=$1", egress_id

@@ -177,6 +177,11 @@ FR: Final = {
     "transcript_empty": "Transcription de la visio\u00a0: aucune parole n’a été détectée.",
     "transcript_failed": "La transcription de la visio a échoué. (référence {ref})",
     "speaker_unknown": "Voix {n}",
+    "speaker_voice": "{name} — voix {n}",
+    "transcript_languages": "Langues entendues\u00a0: {languages}.",
+    "transcript_gaps": "Audio manquant (enregistrement interrompu)\u00a0: {spans}.",
+    "gap_span": "de {start} à {end}",
+    "gap_line": "[audio manquant de {start} à {end}\u00a0: enregistrement interrompu]",
     "undecryptable": (
         "Je n’ai pas pu déchiffrer le message de {user}\u00a0: votre appareil ne m’a pas transmis "
         "ses clés. Renvoyez le message, ou vérifiez les sessions de votre compte."
@@ -375,6 +380,11 @@ EN: Final = {
     "transcript_empty": "Transcript of the call: no speech was detected.",
     "transcript_failed": "Transcribing the call failed. (reference {ref})",
     "speaker_unknown": "Speaker {n}",
+    "speaker_voice": "{name} — voice {n}",
+    "transcript_languages": "Languages heard: {languages}.",
+    "transcript_gaps": "Audio missing (recording interrupted): {spans}.",
+    "gap_span": "from {start} to {end}",
+    "gap_line": "[audio missing from {start} to {end}: recording interrupted]",
     "undecryptable": (
         "I could not decrypt {user}'s message: their device did not share its keys with me. Send "
         "it again, or check your account's sessions."
@@ -433,6 +443,27 @@ EN: Final = {
 }
 
 CATALOGUES: Final = {"fr": FR, "en": EN}
+
+# Languages a transcript may report hearing (Whisper's codes), named in each catalogue's language;
+# a code missing here is shown as it is.
+LANGUAGE_NAMES: Final = {
+    "fr": {
+        "fr": "français", "en": "anglais", "de": "allemand", "es": "espagnol", "it": "italien",
+        "nl": "néerlandais", "pt": "portugais", "ar": "arabe", "br": "breton", "ca": "catalan",
+        "eu": "basque", "oc": "occitan", "pl": "polonais", "ro": "roumain", "ru": "russe",
+        "tr": "turc", "uk": "ukrainien", "zh": "chinois",
+    },
+    "en": {
+        "fr": "French", "en": "English", "de": "German", "es": "Spanish", "it": "Italian",
+        "nl": "Dutch", "pt": "Portuguese", "ar": "Arabic", "br": "Breton", "ca": "Catalan",
+        "eu": "Basque", "oc": "Occitan", "pl": "Polish", "ro": "Romanian", "ru": "Russian",
+        "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese",
+    },
+}  # fmt: skip
+
+
+def language_name(language: str, code: str) -> str:
+    return LANGUAGE_NAMES.get(language, LANGUAGE_NAMES["fr"]).get(code, code)
 
 
 # Power levels that have a name in Matrix clients (Element, Tchap): 50 moderator, 100 admin.

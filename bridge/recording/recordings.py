@@ -1,10 +1,16 @@
 """Recording a meeting's audio for its transcript, and turning a finished recording into a job.
 
-The transcript state of a meeting moves `off` → `recording` (egress started) → `recorded` (the
-file is complete) → `queued` (a transcription job exists) → `done` | `failed`; `cancelled` when
-someone stops it (`/visio transcript off`), `failed` when LiveKit could not record. A job is
-queued once both facts are known, whichever comes first: the recording is complete, and the
-meeting has ended. Both transitions are guarded, so a replayed webhook queues nothing twice.
+Two recorders. By default the bridge's own participant in the call records each person's track
+to its own file (`bridge/calls/agent.py`, `bridge/recording/tracks.py`): the transcript then
+knows who spoke without guessing. An operator may choose LiveKit's egress instead, which
+records the mixed room audio to one file.
+
+The transcript state of a meeting moves `off` → `recording` (tracks or egress being recorded)
+→ `recorded` (complete) → `queued` (a transcription job exists) → `done` | `failed`;
+`cancelled` when someone stops it (`/visio transcript off`), `failed` when LiveKit could not
+record. A job is queued once both facts are known, whichever comes first: the recording is
+complete, and the meeting has ended (for tracks, the end of the meeting is the end of the
+recording). Both transitions are guarded, so a replayed webhook queues nothing twice.
 
 The file a finished recording names (from the `egress_ended` webhook) must lie inside the
 recordings folder: the transcription worker reads it, then deletes it. Any other path is
@@ -24,11 +30,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Protocol
 
 from bridge.ids import MeetingID
 from bridge.jobs import JobQueue
 from bridge.meetings.store import Meeting, MeetingState, MeetingStore
-from bridge.ports import LiveKitRooms
+from bridge.ports import Clock, LiveKitRooms
 from bridge.recording import files
 
 log = logging.getLogger(__name__)
@@ -44,28 +51,50 @@ class RecordingOutcome:
     failed: bool  # LiveKit could not record: the room should be told
 
 
+class TrackPaths(Protocol):
+    """The files the bridge's participant wrote for a meeting (`bridge/recording/tracks.py`)."""
+
+    async def paths_of(self, meeting_id: MeetingID) -> list[str]: ...
+
+
 class Recordings:
     def __init__(
         self,
         meetings: MeetingStore,
         jobs: JobQueue,
         livekit: LiveKitRooms,
+        clock: Clock,
         *,
         recordings_dir: str,
+        tracks: TrackPaths | None,
     ) -> None:
         self._meetings = meetings
         self._jobs = jobs
         self._livekit = livekit
+        self._clock = clock
         self._dir = PurePosixPath(recordings_dir)
+        # None: LiveKit's egress records the mixed audio; otherwise each participant's track.
+        self._tracks = tracks
+
+    @property
+    def per_participant(self) -> bool:
+        return self._tracks is not None
 
     async def start(self, meeting: Meeting) -> bool:
         """Start recording a live meeting's audio, once; True if this call started it."""
         if meeting.transcript_state != "off" or meeting.state is not MeetingState.LIVE:
             return False
-        # The path is on the egress server's disk, shared with the transcription workers.
-        filepath = self.planned_path(meeting)
-        egress_id = await self._livekit.start_audio_recording(meeting.livekit_room, filepath)
-        await self._meetings.set_egress(meeting.id, egress_id)
+        if self._tracks is not None:
+            # The bridge's participant starts writing once it sees this state (the agent).
+            started_ns = self._clock.now_ms() * 1_000_000
+            if not await self._meetings.start_track_recording(meeting.id, started_ns):
+                return False
+            where = "each participant's track"
+        else:
+            # The path is on the egress server's disk, shared with the transcription workers.
+            where = self.planned_path(meeting)
+            egress_id = await self._livekit.start_audio_recording(meeting.livekit_room, where)
+            await self._meetings.set_egress(meeting.id, egress_id)
         await self._livekit.update_room_metadata(
             meeting.livekit_room,
             json.dumps(
@@ -76,7 +105,7 @@ class Recordings:
                 }
             ),
         )
-        log.info("Recording meeting %s (egress %s) to %s", meeting.id, egress_id, filepath)
+        log.info("Recording meeting %s: %s", meeting.id, where)
         return True
 
     async def cancel(self, meeting: Meeting) -> bool:
@@ -135,6 +164,8 @@ class Recordings:
         """Delete a meeting's recording (where it was asked to be written, where LiveKit said
         it was, where it was recorded as being): only ever inside the recordings folder."""
         paths = {self.planned_path(meeting), reported, meeting.recording_path or ""} - {""}
+        if self._tracks is not None:
+            paths.update(await self._tracks.paths_of(meeting.id))
         for path in sorted(paths):
             if await asyncio.to_thread(files.discard, str(self._dir), path):
                 log.info("Recording of meeting %s deleted (no transcript wanted)", meeting.id)
@@ -153,7 +184,15 @@ class Recordings:
     async def queue_if_ready(self, meeting_id: MeetingID) -> bool:
         """Queue the transcription when the recording is complete and the meeting is over."""
         meeting = await self._meetings.by_id(meeting_id)
-        if meeting is None or meeting.transcript_state != "recorded" or meeting.is_open:
+        if meeting is None or meeting.is_open:
+            return False
+        if self._tracks is not None and meeting.transcript_state == "recording":
+            # The tracks end with the meeting (the worker waits for files still being closed).
+            await self._meetings.set_transcript_state(
+                meeting.id, "recorded", only_from=("recording",)
+            )
+            meeting = await self._meetings.by_id(meeting_id) or meeting
+        if meeting.transcript_state != "recorded":
             return False
         if not await self._meetings.set_transcript_state(
             meeting.id, "queued", only_from=("recorded",)
@@ -162,6 +201,7 @@ class Recordings:
         payload = {
             "recording_path": meeting.recording_path,
             "recording_started_ns": meeting.recording_started_ns,
+            "tracks": self._tracks is not None and not meeting.recording_path,
         }
         queued = await self._jobs.enqueue(TRANSCRIBE, meeting.id, payload)
         log.info("Transcription of meeting %s queued (%s)", meeting.id, queued)

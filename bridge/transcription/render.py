@@ -1,10 +1,14 @@
-"""Transcripts as text: Markdown paragraphs (`**Name** [hh:mm:ss]: text`) and WebVTT. Pure."""
+"""Transcripts as text: Markdown paragraphs (`**Name** [hh:mm:ss]: text`) and WebVTT. Pure.
+
+Where audio is missing (`Gap`), both say so in its place, in italics / as a cue of its own.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from bridge.transcription.attribution import Utterance
+from bridge.transcription.transcript import Gap
 
 
 def clock(seconds: float) -> str:
@@ -20,15 +24,29 @@ def _vtt_time(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
 
 
-def markdown(items: Sequence[Utterance]) -> str:
-    return "\n\n".join(f"**{u.speaker}** [{clock(u.start)}]: {u.text}" for u in items) + "\n"
+def _in_order(items: Sequence[Utterance], gaps: Sequence[Gap]) -> list[Utterance | Gap]:
+    return sorted([*items, *gaps], key=lambda part: part.start)
 
 
-def webvtt(items: Sequence[Utterance]) -> str:
+def markdown(items: Sequence[Utterance], gaps: Sequence[Gap] = ()) -> str:
+    lines = [
+        f"*{part.note}*"
+        if isinstance(part, Gap)
+        else f"**{part.speaker}** [{clock(part.start)}]: {part.text}"
+        for part in _in_order(items, gaps)
+    ]
+    return "\n\n".join(lines) + "\n"
+
+
+def webvtt(items: Sequence[Utterance], gaps: Sequence[Gap] = ()) -> str:
     cues = [
-        f"{_vtt_time(u.start)} --> {_vtt_time(u.end)}\n"
-        f"<v {_vtt_voice(u.speaker)}>{_vtt_text(u.text)}"
-        for u in items
+        f"{_vtt_time(part.start)} --> {_vtt_time(part.end)}\n"
+        + (
+            _vtt_text(part.note)
+            if isinstance(part, Gap)
+            else f"<v {_vtt_voice(part.speaker)}>{_vtt_text(part.text)}"
+        )
+        for part in _in_order(items, gaps)
     ]
     return "WEBVTT\n\n" + "\n\n".join(cues) + "\n"
 
