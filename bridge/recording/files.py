@@ -22,8 +22,12 @@ from pathlib import PurePosixPath
 log = logging.getLogger(__name__)
 
 # `visio-abc-defg-hij-<24 hex>.ogg` (bridge/ids.py, `planned_path`), and whatever the egress
-# server writes next to it under the same stem (its `.json` manifest, say).
-_OURS = re.compile(r"^visio-[a-z]{3}-[a-z]{4}-[a-z]{3}-[0-9a-f]{24}\.[A-Za-z0-9.]{1,16}$")
+# server writes next to it under the same stem (its `.json` manifest, say); and each
+# participant's own track, `visio-abc-defg-hij-<24 hex>-t<8 hex>.ogg` (bridge/recording/tracks.py).
+_OURS = re.compile(
+    r"^visio-[a-z]{3}-[a-z]{4}-[a-z]{3}-[0-9a-f]{24}"
+    r"(?:\.[A-Za-z0-9.]{1,16}|-t[0-9a-f]{8}\.ogg)$"
+)
 
 
 def planned_path(recordings_dir: str, livekit_room: str, meeting_id: str) -> str:
