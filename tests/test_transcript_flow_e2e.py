@@ -17,6 +17,7 @@ from livekit_double import LiveKitDouble
 
 from bridge.room_settings.config import ROOM_CONFIG_EVENT
 from bridge.transcription.attribution import Presence, Utterance
+from bridge.transcription.transcript import TrackAudio, Transcript
 
 pytestmark = pytest.mark.synapse
 
@@ -26,18 +27,25 @@ class ScriptedTranscriber:
 
     def transcribe(
         self, audio: Path, language: str, presences: Sequence[Presence], unknown_name: str
-    ) -> list[Utterance]:
-        return [
-            Utterance("Alice", 0.5, 4.0, "Bonjour à tous."),
-            Utterance(unknown_name.format(n=1), 4.5, 9.0, "Bonjour Alice, on commence ?"),
-        ]
+    ) -> Transcript:
+        return Transcript(
+            [
+                Utterance("Alice", 0.5, 4.0, "Bonjour à tous."),
+                Utterance(unknown_name.format(n=1), 4.5, 9.0, "Bonjour Alice, on commence ?"),
+            ]
+        )
+
+    def transcribe_tracks(
+        self, tracks: Sequence[TrackAudio], language: str | None, voice_name: str
+    ) -> Transcript:
+        raise AssertionError("LiveKit's double records with egress here")
 
 
 @pytest.fixture
 async def recording_stack(tmp_path: Path, livekit: LiveKitDouble) -> AsyncIterator[Stack]:
     overrides = {
         "meetings": {"transcription_allowed": True},
-        "transcription": {"recordings_dir": str(tmp_path / "recordings")},
+        "transcription": {"recordings_dir": str(tmp_path / "recordings"), "recorder": "egress"},
     }
     (tmp_path / "recordings").mkdir()
     stack = Stack(tmp_path, livekit, config_overrides=overrides)

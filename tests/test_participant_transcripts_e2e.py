@@ -1,0 +1,122 @@
+"""Transcripts that know who spoke, end to end: real Synapse, the real livekit-server, people
+in the call over real WebRTC (the livekit rtc SDK) speaking espeak-ng lines, the bridge's own
+participant recording each of them, and the real models.
+
+Alice and Bob are members, Zoé a guest; Bob and Zoé talk over each other; Bob drops out and
+comes back mid-call. The thread under the status message must name each speaker as the room
+knows them, keep both voices' words where they overlapped, and keep the order of the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from call_people import CallPerson
+from harness import Human, Stack
+from live_calls import (
+    bridge_in_call,
+    join_as_guest,
+    join_as_member,
+    running_live_stack,
+    start_meeting,
+)
+
+from bridge.room_settings.config import ROOM_CONFIG_EVENT
+
+pytestmark = [pytest.mark.synapse, pytest.mark.models]
+
+ALICE_LINE = "Good morning everyone, the budget review starts now."
+BOB_LINE = "The printers on the third floor are broken again."
+ZOE_LINE = "My train was cancelled because of the snow."
+BOB_AGAIN = "Sorry, my connection dropped for a moment."
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def _heard(line: str, said: str, share: float = 0.7) -> bool:
+    """Most of `line`'s words are in `said` (speech recognition is not exact)."""
+    words = _words(line)
+    present = set(_words(said))
+    return sum(word in present for word in words) >= share * len(words)
+
+
+async def _thread_files(human: Human, room: str, root: str, timeout: float = 240) -> list[Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        thread = [
+            e
+            for e in await human.history(room)
+            if e["content"].get("m.relates_to", {}).get("event_id") == root
+            and e["content"].get("m.relates_to", {}).get("rel_type") == "m.thread"
+        ]
+        if len(thread) >= 3:
+            return thread
+        await asyncio.sleep(1)
+    raise AssertionError("no transcript in the thread")
+
+
+async def test_the_transcript_names_each_speaker_and_keeps_overlapping_words(
+    tmp_path: Path,
+) -> None:
+    overrides = {
+        "meetings": {"transcription_allowed": True},
+        "transcription": {"recordings_dir": str(tmp_path / "recordings"), "in_process": True},
+    }
+    (tmp_path / "recordings").mkdir()
+    async with running_live_stack(tmp_path, overrides) as stack:
+        await _meeting(stack, tmp_path)
+
+
+async def _meeting(stack: Stack, workdir: Path) -> None:
+    alice = await stack.human("alice", "Alice Martin")
+    bob = await stack.human("bob", "Bob Durand")
+    room = await stack.room_with_bot(alice)
+    await bob.join(room)
+    await alice.client.room_put_state(
+        room, ROOM_CONFIG_EVENT, {"transcription": "on", "transcript_language": "en"}
+    )
+    status, slug = await start_meeting(alice, room)
+    await alice.wait_for(room, lambda e: "enregistré pour en produire" in e["content"]["body"])
+    alice_call = await join_as_member(stack, alice, slug)
+    bob_call = await join_as_member(stack, bob, slug)
+    zoe = await join_as_guest(stack, slug, "Zoé")
+    await bridge_in_call(alice_call)
+    await alice_call.speak(ALICE_LINE, workdir, voice="en-us+f3")
+    await asyncio.sleep(0.5)
+    # Bob and Zoé at once: neither voice may vanish.
+    await asyncio.gather(
+        bob_call.speak(BOB_LINE, workdir, voice="en-gb+m3"),
+        zoe.speak(ZOE_LINE, workdir, voice="en-us+f4"),
+    )
+    # Bob's connection drops; he comes back with a new connection (a new track).
+    await bob_call.leave()
+    bob_back: CallPerson = await join_as_member(stack, bob, slug)
+    await asyncio.sleep(1.0)
+    await bob_back.speak(BOB_AGAIN, workdir, voice="en-gb+m3")
+    await asyncio.sleep(0.5)
+    for person in (alice_call, bob_back, zoe):
+        await person.leave()
+    summary, markdown, _vtt = await _thread_files(alice, room, status["event_id"])
+    assert "3 personnes" in summary["content"]["body"], summary["content"]["body"]
+    text = (await alice.client.download(markdown["content"]["url"])).body.decode()
+    lines = re.findall(r"^\*\*(.+?)\*\* \[(\d\d:\d\d:\d\d)\]: (.*)$", text, re.MULTILINE)
+    said: dict[str, str] = {}
+    for speaker, _at, words in lines:
+        said[speaker] = f"{said.get(speaker, '')} {words}"
+    guest = "Zoé (personne invitée)"
+    assert set(said) == {"Alice Martin", "Bob Durand", guest}, text
+    assert _heard(ALICE_LINE, said["Alice Martin"]), text
+    assert _heard(BOB_LINE, said["Bob Durand"]), text
+    assert _heard(BOB_AGAIN, said["Bob Durand"]), text
+    assert _heard(ZOE_LINE, said[guest]), text
+    # In the order of the call: Alice first, Bob's return last.
+    order = [speaker for speaker, _at, _words in lines]
+    assert order[0] == "Alice Martin" and order[-1] == "Bob Durand", text
+    last_bob = next(w for s, _a, w in reversed(lines) if s == "Bob Durand")
+    assert _heard(BOB_AGAIN, last_bob, 0.5), text
