@@ -217,6 +217,14 @@ class Retention:
             needed.add(files.planned_path(recordings_dir, row["livekit_room"], row["id"]))
             if row["recording_path"]:
                 needed.add(str(row["recording_path"]))
+        # Each participant's tracks, while their meeting still needs them.
+        for row in await self._db.fetch(
+            "SELECT t.path FROM recorded_tracks t JOIN meetings m ON m.id = t.meeting_id "
+            "WHERE m.transcript_state IN ($1, $2, $3, $4)",
+            *_NEEDED,
+            transcribed,
+        ):
+            needed.add(str(row["path"]))
         for row in await self._db.fetch(
             "SELECT payload FROM jobs WHERE state IN ('queued', 'running')"
         ):

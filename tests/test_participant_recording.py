@@ -9,6 +9,7 @@ is written through the real track sink (ffmpeg, real files); the models are scri
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -201,3 +202,24 @@ async def test_the_transcript_says_where_no_one_was_recording(
     files = _files(fast)
     markdown = next(data for name, data in files.items() if name.endswith(".md")).decode()
     assert "*[audio manquant de 00:01:00 à 00:01:20\u00a0: enregistrement interrompu]*" in markdown
+
+
+async def test_the_sweep_spares_tracks_waiting_for_their_transcript(
+    fast: FastBridge, transcriber: ScriptedTranscriber
+) -> None:
+    livekit_room = await _start(fast)
+    await _speak(_sink(fast, livekit_room), ALICE, "Alice", fast.clock.now, 0.5)
+    [row] = await fast.running.db.fetch("SELECT path FROM recorded_tracks")
+    track = Path(row["path"])
+    os.utime(track, (0, 0))  # however old it looks
+    await fast.livekit.finish_room(livekit_room)
+    await fast.settle()
+    fast.clock.now += 48 * 3_600_000
+    assert (await fast.running.retention.purge()).recordings == 0
+    assert track.exists()  # queued: the worker may be down
+    transcriber.script = [RuntimeError("out of memory")] * 3
+    assert fast.running.transcripts is not None
+    for _ in range(3):
+        assert await fast.running.transcripts.run_once()
+        fast.clock.now += 48 * 3_600_000
+    assert not track.exists()  # failed for good: nothing keeps what no transcript will use
