@@ -1,9 +1,11 @@
 """Synthetic people in a real LiveKit call, through the `livekit` rtc SDK (real WebRTC on loopback).
 
 A `CallPerson` joins with a token the bridge minted (join page or `/api/token`), can speak
-(espeak-ng speech pushed through an `AudioSource`), types in the chat with either protocol
-LiveKit's apps speak (`lk.chat` text streams, the legacy `lk-chat-topic` packet), and records
-what it hears in the chat, so tests assert on what a person in the call would see.
+(espeak-ng speech pushed through an `AudioSource` on one microphone track, which it can mute
+and unmute), drop out and come back (`rejoin`: a new connection, so a new track), types in the
+chat with either protocol LiveKit's apps speak (`lk.chat` text streams, the legacy
+`lk-chat-topic` packet), and records what it hears in the chat, so tests assert on what a
+person in the call would see.
 """
 
 from __future__ import annotations
@@ -42,20 +44,46 @@ class HeardChat:
     ignore_legacy: bool = False
 
 
+@dataclass(frozen=True)
+class Spoken:
+    """When a sentence went out, wall-clock ms: its first sample, and the end of its playout."""
+
+    start_ms: int
+    end_ms: int
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 @dataclass
 class CallPerson:
     identity: str = ""
     room: rtc.Room = field(default_factory=rtc.Room)
     heard: list[HeardChat] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _url: str = ""
+    _token: str = ""
+    _microphone: rtc.LocalAudioTrack | None = None
+    _source: rtc.AudioSource | None = None
 
     async def join(self, url: str, token: str) -> CallPerson:
+        self._url, self._token = url, token
         self.room.on("data_received", self._on_data)
         self.room.register_text_stream_handler(CHAT_STREAM, self._on_stream)
-        _everyone.append(self)
+        if self not in _everyone:
+            _everyone.append(self)
         await self.room.connect(url, token)
         self.identity = self.room.local_participant.identity
         return self
+
+    async def rejoin(self) -> CallPerson:
+        """Drop out of the call and come back with the same token, as after a lost network:
+        a new connection, and a new microphone track at the next `speak`."""
+        await self.leave()
+        self.room = rtc.Room()
+        self._microphone = self._source = None
+        return await self.join(self._url, self._token)
 
     async def leave(self) -> None:
         await self.room.disconnect()
@@ -121,19 +149,42 @@ class CallPerson:
 
     # ---- audio -----------------------------------------------------------------------------
 
-    async def speak(self, sentence: str, workdir: Path, *, voice: str = "fr") -> None:
-        """Publish a microphone track and say `sentence` (espeak-ng) in real time."""
+    async def publish_microphone(self) -> str:
+        """Publish this person's microphone track (once); its track sid."""
+        if self._microphone is None or self._source is None:
+            self._source = rtc.AudioSource(SAMPLE_RATE, 1)
+            self._microphone = rtc.LocalAudioTrack.create_audio_track("microphone", self._source)
+            options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+            await self.room.local_participant.publish_track(self._microphone, options)
+        return str(self._microphone.sid)
+
+    def mute(self) -> None:
+        """Mute the microphone, as the call page's button does (the track stays published)."""
+        assert self._microphone is not None, "nothing to mute: no microphone published"
+        self._microphone.mute()
+
+    def unmute(self) -> None:
+        assert self._microphone is not None, "nothing to unmute: no microphone published"
+        self._microphone.unmute()
+
+    async def speak(self, sentence: str, workdir: Path, *, voice: str = "fr") -> Spoken:
+        """Say `sentence` (espeak-ng) in real time on the microphone (published if need be);
+        when it went out.
+
+        The source queues up to a second ahead and plays out in real time, so the first
+        sample goes out as it is captured and the last when `wait_for_playout` returns."""
         samples = spoken(sentence, workdir / f"{self.identity}.wav", voice=voice)
-        source = rtc.AudioSource(SAMPLE_RATE, 1)
-        track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
-        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-        await self.room.local_participant.publish_track(track, options)
+        await self.publish_microphone()
+        source = self._source
+        assert source is not None
         frame_len = SAMPLE_RATE // 100  # 10 ms frames, as WebRTC wants them
+        start_ms = _now_ms()
         for start in range(0, len(samples) - frame_len + 1, frame_len):
             frame = rtc.AudioFrame.create(SAMPLE_RATE, 1, frame_len)
             np.frombuffer(frame.data, dtype=np.int16)[:] = samples[start : start + frame_len]
             await source.capture_frame(frame)
         await source.wait_for_playout()
+        return Spoken(start_ms, _now_ms())
 
 
 def spoken(sentence: str, path: Path, *, voice: str = "fr") -> np.ndarray:

@@ -16,8 +16,8 @@ Two facts of the real server shape this adapter (livekit-server 1.13, livekit rt
 - When the server goes away, the SDK retries on its own, then gives up with a reason. Only a
   connection lost that way is reported; a room the server closed or deleted is the end of the
   meeting, which the webhooks and the reconciler already handle.
-- A subscribed audio track yields a 10 ms frame every 10 ms for as long as it is subscribed:
-  while its publisher is muted, or sends nothing, those frames are silence (measured with
+- A subscribed audio track yields frames in real time for as long as it is subscribed: while
+  its publisher is muted, or sends nothing, those frames are silence (asserted in
   `tests/test_track_recording_livekit.py`). The writer still treats a pause in frames as a gap,
   should another SDK or a stalled network stop them.
 - The bridge subscribes to nothing by itself (no video, no screen share): only to microphones,
@@ -50,8 +50,12 @@ log = logging.getLogger(__name__)
 SENDER_WAIT_S = 8.0
 # What the sink gets: what the transcription pipeline reads (bridge/transcription/audio.py).
 HEARD_SAMPLE_RATE = 16_000
+# The SDK gathers 10 ms frames into frames this long: a tenth of the Python work per second
+# of audio (measured: ~2 CPU s per participant-minute with 10 ms frames), for a timeline that
+# is still far finer than the gap the writer fills (300 ms).
+HEARD_FRAME_MS = 100
 # A track whose file could not be opened, or whose file failed twice in a short while, is
-# tried again after this long (not at every 10 ms frame); what it said meanwhile is lost, said so.
+# tried again after this long (not at every frame); what was said meanwhile is lost, and logged.
 RETRY_OPEN_MS = 5_000
 # How long stopping one track may take: its encoder finishing the file, its row closed.
 _STOP_TIMEOUT_S = 30.0
@@ -109,6 +113,10 @@ def _worth_recording(publication: Any, participant: Any, own_identity: str) -> b
     )
 
 
+def _duration_ms(pcm: bytes) -> int:
+    return len(pcm) * 1000 // (2 * HEARD_SAMPLE_RATE)  # 16-bit mono
+
+
 class _TrackRecording:
     """One remote microphone, read at 16 kHz mono and handed to a writer the sink opens.
 
@@ -127,14 +135,22 @@ class _TrackRecording:
         self._clock = clock
         self._room = room
         self._frames: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
-        self._stream = rtc.AudioStream(track, sample_rate=HEARD_SAMPLE_RATE, num_channels=1)
+        self._stream = rtc.AudioStream(
+            track,
+            sample_rate=HEARD_SAMPLE_RATE,
+            num_channels=1,
+            frame_size_ms=HEARD_FRAME_MS,
+        )
         self._reading = asyncio.ensure_future(self._read())
         self._writing = asyncio.ensure_future(self._write())
 
     async def _read(self) -> None:
         try:
             async for event in self._stream:
-                self._frames.put_nowait((self._clock.now_ms(), bytes(event.frame.data)))
+                pcm = bytes(event.frame.data)
+                # A frame arrives once its last sample has: its first was heard that long ago.
+                heard_ms = self._clock.now_ms() - _duration_ms(pcm)
+                self._frames.put_nowait((heard_ms, pcm))
         finally:
             self._frames.put_nowait(None)
 
@@ -147,7 +163,7 @@ class _TrackRecording:
                 at_ms, pcm = frame
                 if writer is None:
                     if at_ms < retry_at:
-                        lost_ms += len(pcm) * 1000 // (2 * HEARD_SAMPLE_RATE)
+                        lost_ms += _duration_ms(pcm)
                         continue
                     writer = await self._open(at_ms, lost_ms)
                     if writer is None:
@@ -317,6 +333,7 @@ class _RtcConnection:
     async def leave(self) -> None:
         self.leaving = True
         await self.record(None)
+        await self._stop_all()  # those already stopping too (someone who just left)
         await self._room.disconnect()
 
 
