@@ -77,7 +77,8 @@ async def _meeting(stack: Stack, workdir: Path) -> None:
     alice = await stack.human("alice", "Alice Martin")
     bob = await stack.human("bob", "Bob Durand")
     room = await stack.room_with_bot(alice)
-    await bob.join(room)
+    await alice.client.room_invite(room, bob.user_id)
+    await bob.client.join(room)
     await alice.client.room_put_state(
         room, ROOM_CONFIG_EVENT, {"transcription": "on", "transcript_language": "en"}
     )

@@ -8,6 +8,7 @@ share of words put on the right speaker. Not a test module: the model tests impo
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 import wave
@@ -29,6 +30,9 @@ VOICES: dict[str, tuple[str, int, int, tuple[str, ...]]] = {
     "dan": ("en+m7", 20, 155, ("pitch", "-400", "bass", "+6")),
     "amelie": ("fr+f3", 65, 160, ()),
     "bruno": ("fr+m3", 30, 155, ("pitch", "-250", "bass", "+6")),
+    # One person who speaks English, then German: the same voice and pitch in both languages.
+    "hans_en": ("en-us+m3", 40, 155, ("pitch", "-150")),
+    "hans_de": ("de+m3", 40, 150, ("pitch", "-150")),
 }
 
 TWO_SPEAKERS: list[tuple[str, str]] = [
@@ -56,6 +60,145 @@ FRENCH: list[tuple[str, str]] = [
     ("bruno", "Merci Amélie. Le projet avance bien et le rapport sera prêt demain."),
     ("amelie", "Très bien, nous pourrons donc le présenter au comité la semaine prochaine."),
 ]
+
+
+GERMAN: list[tuple[str, str]] = [
+    ("hans_de", "Guten Morgen, ich möchte heute über die Zukunft unserer Firma sprechen."),
+    ("hans_de", "Die Kunden in Berlin und München sind sehr zufrieden mit dem neuen Angebot."),
+    ("hans_de", "Nächste Woche fahren wir nach Hamburg, um den Vertrag zu unterschreiben."),
+]
+
+# Sentences built from parts, so a long meeting never says the same line twice: Whisper judges
+# a window by how well its text compresses, and a looped script would compress like a loop.
+_PARTS: dict[str, dict[str, list[str]]] = {
+    "en": {
+        "who": [
+            "Alice",
+            "Bob",
+            "the team",
+            "our manager",
+            "the client",
+            "the designer",
+            "the finance office",
+            "my colleague",
+            "the new intern",
+            "the support desk",
+        ],
+        "verb": [
+            "review",
+            "send",
+            "finish",
+            "prepare",
+            "check",
+            "present",
+            "update",
+            "discuss",
+            "translate",
+            "print",
+        ],
+        "what": [
+            "the report",
+            "the budget",
+            "the new website",
+            "the customer list",
+            "the test plan",
+            "the contract",
+            "the schedule",
+            "the slides",
+            "the press release",
+            "the training material",
+        ],
+        "when": [
+            "tomorrow morning",
+            "before Friday",
+            "next week",
+            "after lunch",
+            "this afternoon",
+            "on Monday",
+            "at the end of the month",
+            "before the holidays",
+            "in two days",
+            "tonight",
+        ],
+    },
+    "fr": {
+        "who": [
+            "Amélie",
+            "Bruno",
+            "l'équipe",
+            "notre directrice",
+            "le client",
+            "la graphiste",
+            "le service financier",
+            "mon collègue",
+            "la stagiaire",
+            "le support",
+        ],
+        "verb": [
+            "relire",
+            "envoyer",
+            "terminer",
+            "préparer",
+            "vérifier",
+            "présenter",
+            "corriger",
+            "traduire",
+            "imprimer",
+            "signer",
+        ],
+        "what": [
+            "le rapport",
+            "le budget",
+            "le nouveau site",
+            "la liste des clients",
+            "le plan de test",
+            "le contrat",
+            "le calendrier",
+            "les diapositives",
+            "le communiqué",
+            "le support de formation",
+        ],
+        "when": [
+            "demain matin",
+            "avant vendredi",
+            "la semaine prochaine",
+            "après le déjeuner",
+            "cet après-midi",
+            "lundi",
+            "à la fin du mois",
+            "avant les vacances",
+            "dans deux jours",
+            "ce soir",
+        ],
+    },
+}
+_FORMS = {
+    "en": [
+        "{who} will {verb} {what} {when}.",
+        "Can {who} {verb} {what} {when}?",
+        "I think {who} should {verb} {what} {when}.",
+    ],
+    "fr": [
+        "{who} va {verb} {what} {when}.",
+        "Est-ce que {who} peut {verb} {what} {when} ?",
+        "Je pense que {who} doit {verb} {what} {when}.",
+    ],
+}
+
+
+def varied_script(
+    speakers: list[str], lines: int, language: str = "en", *, seed: int = 0
+) -> list[tuple[str, str]]:
+    """`lines` lines of two generated sentences each, the speakers taking turns."""
+    rng = np.random.default_rng(seed)
+    parts, forms = _PARTS[language], _FORMS[language]
+
+    def sentence() -> str:
+        chosen = {key: str(rng.choice(values)) for key, values in parts.items()}
+        text = str(rng.choice(forms)).format(**chosen)
+        return text[0].upper() + text[1:]
+
+    return [(speakers[i % len(speakers)], f"{sentence()} {sentence()}") for i in range(lines)]
 
 
 @dataclass(frozen=True)
@@ -170,3 +313,67 @@ def to_ogg(meeting: Meeting, dst: Path) -> Path:
     _run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(meeting.wav),
           "-c:a", "libopus", "-b:a", "32k", str(dst)])  # fmt: skip
     return dst
+
+
+@dataclass(frozen=True)
+class Track:
+    speaker: str
+    wav: Path
+    offset: float  # seconds from the meeting's start to the file's first sample
+
+
+@dataclass(frozen=True)
+class TrackMeeting:
+    """A meeting recorded per participant: each one's own files, and the mix for comparison."""
+
+    tracks: list[Track]
+    mixed: Meeting
+
+
+def build_tracks(
+    directory: Path,
+    script: list[tuple[str, str]],
+    *,
+    overlap: float = 0.0,
+    split: dict[str, float] | None = None,
+    pause: float = 0.7,
+) -> TrackMeeting:
+    """Speaks `script` into one file per speaker (silence where others speak) and their mix.
+
+    Each line after the first starts `overlap` seconds before the previous one ends (0: after a
+    `pause`), so two people talk at once. `split` cuts a speaker's track in two files at that
+    time, as a reconnect does: the second file starts there (its offset).
+    """
+    ensure_tools()
+    directory.mkdir(parents=True, exist_ok=True)
+    clips = [
+        speak(text, who, directory / f"line{i:03d}.wav") for i, (who, text) in enumerate(script)
+    ]
+    lines: list[Line] = []
+    cursor = int(0.8 * RATE)
+    for (who, text), clip in zip(script, clips, strict=True):
+        if lines and overlap > 0:
+            cursor = int(lines[-1].end * RATE - overlap * RATE)
+        lines.append(Line(who, cursor / RATE, (cursor + len(clip)) / RATE, text))
+        cursor += len(clip) + (0 if overlap > 0 else int(pause * RATE))
+    total = cursor + int(0.8 * RATE)
+    rng = np.random.default_rng(11)
+    voices: dict[str, np.ndarray] = {}
+    for line, clip in zip(lines, clips, strict=True):
+        voice = voices.setdefault(line.speaker, np.zeros(total, dtype=np.float64))
+        first = int(line.start * RATE)
+        voice[first : first + len(clip)] += clip
+    tracks: list[Track] = []
+    for who, voice in voices.items():
+        noisy = np.clip(voice + rng.normal(0, 20, total), -32768, 32767).astype(np.int16)
+        cuts = [0, int((split or {}).get(who, 0) * RATE), total]
+        for number, (first, last) in enumerate(itertools.pairwise(cuts)):
+            if last > first:
+                wav = directory / f"{who}-{number}.wav"
+                write_wav(wav, noisy[first:last])
+                tracks.append(Track(who, wav, first / RATE))
+    mix = np.clip(sum(voices.values()) + rng.normal(0, 20, total), -32768, 32767)
+    write_wav(directory / "mixed.wav", mix.astype(np.int16))
+    for part in directory.glob("line*.wav"):
+        part.unlink()
+    return TrackMeeting(tracks, Meeting(directory / "mixed.wav", lines, total / RATE))

@@ -5,8 +5,10 @@ Speech-to-text gives timed words; diarization gives timed turns with anonymous l
 name when the participant's presence covers at least `threshold` of that label's speech and no
 one else's does as well (La Suite Meet's overlap approach, adapted: the bridge knows presence
 intervals, not speaking times, so a tie leaves the label unnamed rather than guessing). Several
-labels of one person merge into that person; unnamed labels become "Intervenant 1, 2…".
-Consecutive words of one speaker form one utterance.
+labels of one person merge into that person; unnamed labels become "Intervenant 1, 2…". A word
+that no turn claims goes to the speaker of the words around it: it never makes a speaker of its
+own. Consecutive words of one speaker form utterances, cut at pauses and before they grow long
+(`phrasing`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from bridge.transcription import phrasing
+
 # Phrases Whisper produces from silence or music, learnt from subtitled videos.
 _HALLUCINATIONS = re.compile(
     r"^(sous-titr\w+ (réalisés? )?par .*|merci d'avoir regardé.*|thank you for watching.*"
     r"|thanks for watching.*|sous-titrage .*|amara\.org.*)$",
     re.IGNORECASE,
 )
+# Longer than any of those phrases: text that long is speech, whatever it starts with.
+_HALLUCINATION_WORDS = 12
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,12 @@ def overlap(a_start: float, a_end: float, b_start: float, b_end: float) -> float
 def label_words(
     words: Sequence[Word], turns: Sequence[Turn], *, max_gap: float = 1.0
 ) -> list[str | None]:
-    """The diarization label of each word: most overlap, else the nearest turn within `max_gap`."""
+    """The diarization label of each word: most overlap, else the turn around or nearest it.
+
+    A word without duration (Whisper gives many: start == end) overlaps nothing, so it goes
+    to the turn it lies in, as a point; a word outside every turn, to the nearest turn within
+    `max_gap`. Farther than that: None.
+    """
     labels: list[str | None] = []
     for word in words:
         best: str | None = None
@@ -74,17 +85,17 @@ def label_words(
         if best is None:
             middle = (word.start + word.end) / 2
             nearest = min(
-                turns,
-                key=lambda turn: min(abs(middle - turn.start), abs(middle - turn.end)),
-                default=None,
-            )
-            if (
-                nearest is not None
-                and min(abs(middle - nearest.start), abs(middle - nearest.end)) <= max_gap
-            ):
+                turns, key=lambda turn: _distance(middle, turn), default=None
+            )  # fmt: skip
+            if nearest is not None and _distance(middle, nearest) <= max_gap:
                 best = nearest.label
         labels.append(best)
     return labels
+
+
+def _distance(at: float, turn: Turn) -> float:
+    """Seconds from `at` to `turn`: 0 inside it."""
+    return max(0.0, turn.start - at, at - turn.end)
 
 
 def name_labels(
@@ -120,31 +131,56 @@ def utterances(
     names: dict[str, str],
     unknown_name: str,
 ) -> list[Utterance]:
-    """Consecutive words of one speaker as one utterance; hallucinated lines dropped.
+    """Consecutive words of one speaker as utterances; hallucinated lines dropped.
 
-    `unknown_name` is a template such as "Intervenant {n}", numbered by first appearance.
+    `unknown_name` is a template such as "Intervenant {n}", numbered by first appearance. A
+    word without a label belongs to the speaker of the word before it (after it, at the start).
     """
     numbers: dict[str, int] = {}
 
-    def speaker_of(label: str | None) -> str:
-        key = label or "?"
+    def speaker_of(label: str) -> str:
         if label in names:
             return names[label]
-        if key not in numbers:
-            numbers[key] = len(numbers) + 1
-        return unknown_name.format(n=numbers[key])
+        if label not in numbers:
+            numbers[label] = len(numbers) + 1
+        return unknown_name.format(n=numbers[label])
 
-    result: list[Utterance] = []
-    for word, label in zip(words, labels, strict=True):
-        speaker = speaker_of(label)
-        if result and result[-1].speaker == speaker:
-            last = result[-1]
-            result[-1] = Utterance(
-                speaker, last.start, word.end, f"{last.text} {word.text.strip()}"
-            )
+    filled = fill_gaps(labels)
+    runs: list[tuple[str, list[Word]]] = []
+    for word, label in zip(words, filled, strict=True):
+        speaker = speaker_of(label if label is not None else "?")
+        if runs and runs[-1][0] == speaker:
+            runs[-1][1].append(word)
         else:
-            result.append(Utterance(speaker, word.start, word.end, word.text.strip()))
-    return [u for u in result if u.text and not _HALLUCINATIONS.match(u.text.strip())]
+            runs.append((speaker, [word]))
+    result = [joined(speaker, phrase) for speaker, run in runs for phrase in phrasing.phrases(run)]
+    return [u for u in result if u.text and not is_hallucination(u.text)]
+
+
+def fill_gaps(labels: Sequence[str | None]) -> list[str | None]:
+    """Each missing label replaced by the one before it, or the first one after it."""
+    filled: list[str | None] = []
+    for label in labels:
+        filled.append(label if label is not None else (filled[-1] if filled else None))
+    following: str | None = None
+    for index in range(len(filled) - 1, -1, -1):
+        if filled[index] is None:
+            filled[index] = following
+        else:
+            following = filled[index]
+    return filled
+
+
+def joined(speaker: str, words: Sequence[Word]) -> Utterance:
+    """Words (in order, not empty) as one utterance."""
+    text = " ".join(word.text.strip() for word in words if word.text.strip())
+    return Utterance(speaker, words[0].start, max(word.end for word in words), text)
+
+
+def is_hallucination(text: str) -> bool:
+    """A phrase Whisper makes up from silence, said on its own (not leading a real sentence)."""
+    text = text.strip()
+    return len(text.split()) <= _HALLUCINATION_WORDS and bool(_HALLUCINATIONS.match(text))
 
 
 def speaking_time(items: Iterable[Utterance]) -> dict[str, float]:

