@@ -17,7 +17,8 @@ and put on the right speaker (overall, and for words said while someone else was
 of the English and of the French lines, the speakers found, and how the cost grows with length.
 
     .venv/bin/python bench/tracks_bench.py --minutes 10 [30 60] [--voices 4] [--language auto]
-        [--model-dir DIR] [--pipeline-dir DIR] [--device cpu] [--threads 2] [--json out.json]
+        [--model-dir DIR] [--pipeline-dir DIR] [--device cpu|cuda] [--threads 2] [--json out.json]
+        [--transcripts DIR] [--paths tracks mixed] [--codec wav|opus] [--seed 1]
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def warmup_meeting(voices: int, seed: int, codec: str) -> meetings.Meeting:
     someone speaking long enough for the tracks path's voice check (12 s; 15 s here)."""
     for warmup_seed in range(seed + 1, seed + 50):
         meeting = meetings.meeting(WARMUP_MINUTES, voices, seed=warmup_seed, codec=codec)
-        speech: Counter[str] = Counter()
+        speech: dict[str, float] = defaultdict(float)
         for line in meeting.lines:
             speech[line.speaker] += line.end - line.start
         if max(speech.values()) >= 15.0 and {line.language for line in meeting.lines} == {
@@ -442,6 +443,7 @@ def main() -> int:
     parser.add_argument("--pipeline-dir", type=Path, help="a local pyannote pipeline folder")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda where supported")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--transcripts", type=Path, help="keep each transcript in this folder")
     # Internal: one path in its own process.
     parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--meeting-dir", type=Path, help=argparse.SUPPRESS)
@@ -476,6 +478,10 @@ def main() -> int:
                 row |= {key: value for key, value in record.items() if key != "utterances"}
                 row |= score(meeting, record["utterances"])
                 row["utterances"] = len(record["utterances"])
+                if args.transcripts:
+                    args.transcripts.mkdir(parents=True, exist_ok=True)
+                    kept = args.transcripts / f"{minutes:g}min-{path}.json"
+                    kept.write_text(json.dumps(record["utterances"], ensure_ascii=False, indent=0))
             print(
                 f"  {path}: done in {time.monotonic() - started:.0f} s "
                 f"({row.get('error', 'scored')})",
