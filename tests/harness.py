@@ -56,6 +56,7 @@ def bridge_config(
     bridge_port: int,
     livekit: LiveKit,
     database: DatabaseTarget,
+    recordings_dir: Path,
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     config: dict[str, Any] = {
@@ -77,6 +78,9 @@ def bridge_config(
             "api_secret": livekit.api_secret,
         },
         "permissions": {SERVER_NAME: "user"},
+        # Each test's own folder: the bridge's participant records into it whenever a room's
+        # transcript is on.
+        "transcription": {"recordings_dir": str(recordings_dir)},
     }
     for key, value in (overrides or {}).items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
@@ -181,6 +185,7 @@ class Stack:
             bridge_port=bridge_port,
             livekit=self.livekit,
             database=database,
+            recordings_dir=self.workdir / "recordings",
             overrides=self.config_overrides,
         )
         unsigned = parse_settings(config, self.workdir, {}, need_tokens=False)

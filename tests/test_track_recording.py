@@ -135,11 +135,10 @@ async def test_track_rows_move_forward_only_and_close_once(db: Database) -> None
 # ---- the files -----------------------------------------------------------------------------
 
 
-async def test_a_track_is_a_private_file_on_the_wall_clock_with_its_row(
+async def test_a_track_is_a_private_file_in_a_private_folder_on_the_wall_clock_with_its_row(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "recordings"
-    folder.mkdir()
+    folder = tmp_path / "recordings"  # not there yet: a fresh install's first call
     clock = ManualClock()
     store = TrackStore(sqlite_db)
     sink = MeetingTrackSink(MEETING, ROOM, store, str(folder), "bridge", clock, save_every_ms=5_000)
@@ -150,6 +149,7 @@ async def test_a_track_is_a_private_file_on_the_wall_clock_with_its_row(
     assert path.parent == folder and files.is_recording_name(path.name)
     assert path.name.startswith(f"{ROOM}-{MEETING}-t")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     [row] = await store.of_meeting(MEETING)
     assert (row.identity, row.name, row.started_at, row.recorder, row.closed) == (
         ALICE.identity,

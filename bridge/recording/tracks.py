@@ -163,6 +163,9 @@ def track_path(recordings_dir: str, livekit_room: LiveKitRoomName, meeting_id: M
 def _create_private(path: str) -> int:
     """Create `path` for writing, readable by this user only; never an existing file, never
     through a link (the folder is shared)."""
+    # A folder that is not there yet (a first call on a fresh install) is made, private too:
+    # failing instead would lose every word of the call.
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     return os.open(path, flags, 0o600)
 
