@@ -85,3 +85,47 @@ def test_markdown_and_webvtt() -> None:
         "00:00:00.500 --> 00:00:03.250\n<v Alice>Bonjour à tous.\n\n"
         "01:01:01.000 --> 01:01:02.500\n<v Bob &lt;admin&gt;>a → b &amp; &lt;c>\n"
     )
+
+
+# ---------------------------------------------------------------- defects real recordings showed
+
+
+def test_a_word_without_duration_goes_to_the_turn_it_lies_in() -> None:
+    # Whisper gives many words start == end. Inside a long turn, such a word overlaps nothing
+    # and lay 10 s from the turn's edges: it went to no speaker and became "Intervenant 3".
+    turns = [Turn(0.0, 20.0, "SPEAKER_00"), Turn(20.5, 30.0, "SPEAKER_01")]
+    words = [Word(9.0, 9.6, "and"), Word(10.0, 10.0, "the"), Word(25.0, 25.0, "end")]
+    assert label_words(words, turns) == ["SPEAKER_00", "SPEAKER_00", "SPEAKER_01"]
+
+
+def test_a_word_no_turn_claims_joins_its_neighbours_speaker() -> None:
+    words = [Word(0, 1, "un"), Word(1, 2, "deux"), Word(2, 3, "trois"), Word(3, 4, "quatre")]
+    labels: list[str | None] = [None, "A", None, "B"]
+    result = utterances(words, labels, {}, "Intervenant {n}")
+    assert [u.speaker for u in result] == ["Intervenant 1", "Intervenant 2"]
+    assert [u.text for u in result] == ["un deux trois", "quatre"]
+
+
+def test_a_monologue_is_cut_into_utterances_of_bounded_length() -> None:
+    # One speaker for 40 s without a pause: one 40 s paragraph before, now several.
+    words = [Word(i * 0.5, i * 0.5 + 0.4, "mot") for i in range(80)]
+    result = utterances(words, ["A"] * len(words), {"A": "Alice"}, "Intervenant {n}")
+    assert len(result) >= 2
+    assert all(u.end - u.start <= 25.0 for u in result)
+    assert sum(len(u.text.split()) for u in result) == 80
+
+
+def test_speech_after_a_hallucinated_phrase_is_kept() -> None:
+    # A subtitle credit at the start of a long utterance took the whole utterance with it.
+    said = "Sous-titrage ST' 501 bonjour à tous nous allons parler du budget de l'année prochaine"
+    words = [Word(i, i + 0.5, text) for i, text in enumerate(said.split())]
+    result = utterances(words, ["A"] * len(words), {}, "Intervenant {n}")
+    assert "budget" in " ".join(u.text for u in result)
+
+
+def test_words_whisper_cut_at_an_apostrophe_or_hyphen_are_written_back_together() -> None:
+    words = [Word(0, 1, "l'"), Word(1, 2, "équipe"), Word(2, 3, "peut"), Word(3, 4, "-on"),
+             Word(4, 5, "m"), Word(5, 6, "'a"), Word(6, 7, "dit.")]  # fmt: skip
+    assert [u.text for u in utterances(words, ["A"] * 7, {}, "S{n}")] == [
+        "l'équipe peut-on m'a dit."
+    ]

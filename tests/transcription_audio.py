@@ -262,10 +262,11 @@ def speak(text: str, speaker: str, dst: Path) -> np.ndarray:
     raw = dst.with_suffix(".raw.wav")
     _run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(raw), text])
     # Trim silence at both ends (silence effect, reversed, again) so that the reference turn
-    # starts and ends with the voice, then resample to the pipeline's rate.
+    # starts and ends with the voice, then resample to the pipeline's rate. No dither (-D): it
+    # is random, and the same script must give the same audio on every run.
     _run(
         [
-            "sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(dst),
+            "sox", "-D", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(dst),
             *effects,
             "silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "0.5%", "reverse",
             "norm", "-3",
@@ -366,14 +367,25 @@ def build_tracks(
     tracks: list[Track] = []
     for who, voice in voices.items():
         noisy = np.clip(voice + rng.normal(0, 20, total), -32768, 32767).astype(np.int16)
-        cuts = [0, int((split or {}).get(who, 0) * RATE), total]
+        cuts = sorted({0, int((split or {}).get(who, 0) * RATE), total})
         for number, (first, last) in enumerate(itertools.pairwise(cuts)):
-            if last > first:
-                wav = directory / f"{who}-{number}.wav"
-                write_wav(wav, noisy[first:last])
-                tracks.append(Track(who, wav, first / RATE))
+            wav = directory / f"{who}-{number}.wav"
+            write_wav(wav, noisy[first:last])
+            tracks.append(Track(who, wav, first / RATE))
     mix = np.clip(sum(voices.values()) + rng.normal(0, 20, total), -32768, 32767)
     write_wav(directory / "mixed.wav", mix.astype(np.int16))
     for part in directory.glob("line*.wav"):
         part.unlink()
     return TrackMeeting(tracks, Meeting(directory / "mixed.wav", lines, total / RATE))
+
+
+def add_noise(meeting: Meeting, start: float, end: float, level: float, *, until: float) -> Meeting:
+    """The meeting with loud noise from `start` to `end` (a window open on the street: SNR of a
+    few dB at `level` 2000) and cut at `until` seconds; its lines past `until` are dropped."""
+    audio = _read(meeting.wav).astype(np.float64)
+    first, last = int(start * RATE), int(end * RATE)
+    audio[first:last] += np.random.default_rng(2).normal(0, level, last - first)
+    audio = audio[: int(until * RATE)]
+    write_wav(meeting.wav, np.clip(audio, -32768, 32767))
+    lines = [line for line in meeting.lines if line.end <= until]
+    return Meeting(meeting.wav, lines, len(audio) / RATE)

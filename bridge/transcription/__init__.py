@@ -1,7 +1,11 @@
-"""Transcripts after the call: audio → diarization → speech-to-text → attribution → render.
+"""Transcripts after the call, from each participant's own tracks or from one mixed recording.
 
-Each step is a small module. The model-free steps (attribution, rendering) are pure and come
-first; the model-backed steps (pyannote, faster-whisper) run in worker processes.
+Per-participant tracks (`tracks`): decode → voice activity → language and speech-to-text per
+stretch → a shared microphone's voices → utterances in time order. One mixed recording
+(`pipeline`): the same speech stages, then diarization and attribution of words to speakers.
+Each step is a small module; the model-free ones (speech pieces, languages, phrasing,
+attribution, rendering) are pure, and the models (Silero VAD, faster-whisper, CAM++, pyannote)
+arrive as arguments typed by `ports`. The work runs in worker threads or processes.
 """
 
 

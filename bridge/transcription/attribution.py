@@ -173,8 +173,18 @@ def fill_gaps(labels: Sequence[str | None]) -> list[str | None]:
 
 def joined(speaker: str, words: Sequence[Word]) -> Utterance:
     """Words (in order, not empty) as one utterance."""
-    text = " ".join(word.text.strip() for word in words if word.text.strip())
+    text = ""
+    for word in words:
+        piece = word.text.strip()
+        # Whisper splits "l'équipe" and "peut-on" into two words ("l'", "équipe"; "peut",
+        # "-on"): they are written back together.
+        glued = piece.startswith(_GLUE_BEFORE) or text.endswith(_GLUE_AFTER)
+        text += piece if glued or not text else f" {piece}"
     return Utterance(speaker, words[0].start, max(word.end for word in words), text)
+
+
+_GLUE_BEFORE = ("'", "\u2019", "-")
+_GLUE_AFTER = ("'", "\u2019")
 
 
 def is_hallucination(text: str) -> bool:

@@ -19,6 +19,10 @@ import numpy.typing as npt
 
 SAMPLE_RATE = 16_000
 
+# Peak amplitude (of full scale) under which a recording counts as silent: below the noise
+# floor of any microphone, so nothing would be heard, and no model is woken up for it.
+SILENCE_PEAK = 1e-3
+
 # ffmpeg's stderr can be long; the tail names the cause ("Invalid data found…").
 _STDERR_TAIL = 400
 
@@ -98,3 +102,7 @@ def decode(src: Path) -> tuple[npt.NDArray[np.float32], int]:
         wav = Path(tmp) / "audio.wav"
         to_wav_16k_mono(src, wav)
         return load_wav(wav)
+
+
+def is_silent(samples: npt.NDArray[np.float32]) -> bool:
+    return samples.size == 0 or float(np.max(np.abs(samples))) < SILENCE_PEAK

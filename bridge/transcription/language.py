@@ -28,27 +28,39 @@ class Detection:
         return self.probabilities[0][0] if self.probabilities else None
 
     @property
+    def top(self) -> float:
+        return self.probabilities[0][1] if self.probabilities else 0.0
+
+    @property
     def sure(self) -> bool:
-        if not self.probabilities:
-            return False
-        top = self.probabilities[0][1]
+        top = self.top
         return top >= CERTAIN or (top >= CLEAR and self.speech_s >= ENOUGH_SPEECH_S)
 
 
 def decide(detections: Sequence[Detection], fallback: str | None) -> list[str]:
     """One language per detection, in order (one speaker's stretches, in time order)."""
-    sure = [index for index, detection in enumerate(detections) if detection.sure]
+    return settle(
+        [detection.best if detection.sure else None for detection in detections],
+        [detection.best for detection in detections],
+        fallback,
+    )
+
+
+def settle(
+    decided: Sequence[str | None], guesses: Sequence[str | None], fallback: str | None
+) -> list[str]:
+    """Each undecided stretch takes the language of the nearest decided one (the earlier on a
+    tie); with none decided, `fallback`, else its own best guess, else English."""
+    known = [index for index, language in enumerate(decided) if language is not None]
     chosen: list[str] = []
-    for index, detection in enumerate(detections):
-        if detection.sure and detection.best is not None:
-            chosen.append(detection.best)
-        elif sure:
-            nearest = min(sure, key=lambda other: (abs(other - index), other > index))
-            chosen.append(detections[nearest].best or "")
-        elif fallback is not None:
-            chosen.append(fallback)
+    for index, language in enumerate(decided):
+        if language is not None:
+            chosen.append(language)
+        elif known:
+            nearest = min(known, key=lambda other: (abs(other - index), other > index))
+            chosen.append(decided[nearest] or "en")
         else:
-            chosen.append(detection.best or "en")
+            chosen.append(fallback or guesses[index] or "en")
     return chosen
 
 

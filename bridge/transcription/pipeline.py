@@ -13,10 +13,8 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from bridge.transcription.attribution import Presence, label_words, name_labels, utterances
-from bridge.transcription.audio import decode
+from bridge.transcription.audio import decode, is_silent
 from bridge.transcription.language import ranked
 from bridge.transcription.ports import (
     DiarizerLike,
@@ -27,7 +25,6 @@ from bridge.transcription.ports import (
 from bridge.transcription.speech import cut
 from bridge.transcription.stretches import hear
 from bridge.transcription.timing import Stages
-from bridge.transcription.tracks import SILENCE_PEAK
 from bridge.transcription.transcript import Transcript
 
 log = logging.getLogger(__name__)
@@ -52,7 +49,7 @@ def transcribe(
     stages = Stages()
     with stages.timing("decode"):
         samples, rate = decode(audio_path)
-    if samples.size == 0 or float(np.max(np.abs(samples))) < SILENCE_PEAK:
+    if is_silent(samples):
         log.info("%s: silent (%.1f s), no transcript", audio_path.name, samples.size / rate)
         return Transcript([], [], stages.seconds)
     with stages.timing("vad"):

@@ -162,9 +162,14 @@ class Recogniser:
             condition_on_previous_text=False,
             # Whisper skips a whole 30 s window when it judges it silent (no-speech probability
             # over 0.6) and decodes it poorly (mean log-probability under -1). Voice activity
-            # has already kept only speech, and synthetic or accented speech scores 0.9 there:
-            # the skip dropped 30 s of a meeting at a time, words and all.
+            # has already kept only speech, and synthetic, accented or noisy speech scores 0.9
+            # there: the skip dropped 30 s of a meeting at a time, words and all.
             no_speech_threshold=None,
+            # A poor decode (mean log-probability under -1) is not retried at higher
+            # temperatures: when every random sample is poor too, Whisper keeps the one with
+            # the best mean log-probability, a short one that drops most of the window's words
+            # (34 of 88 in a noisy minute of French). Loops are still retried (compression).
+            log_prob_threshold=None,
         )
         words: list[Word] = []
         for segment in segments:  # a generator: decoding happens while iterating

@@ -44,7 +44,9 @@ def cut(
     for start, end in regions:
         first, last = round(start * sample_rate), min(samples.size, round(end * sample_rate))
         if last > first:
-            pieces.append(Piece(offset + first / sample_rate, samples[first:last], sample_rate))
+            # A copy, not a view: the track's own samples (mostly silence) can then be freed.
+            part = samples[first:last].copy()
+            pieces.append(Piece(offset + first / sample_rate, part, sample_rate))
     return pieces
 
 

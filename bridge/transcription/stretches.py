@@ -2,10 +2,11 @@
 
 Shared by both paths: one speaker's pieces of speech (per-participant tracks), or all the speech
 of a mixed recording. Language is detected on groups of ~10 s of speech (what detection needs
-to be sure); where two neighbouring groups differ, the speaker switched somewhere inside one of
-them, so each long enough piece of those two groups is checked on its own. Then consecutive
-pieces in one language are recognised together, in windows under Whisper's 30 s, each window
-decoded on its own: a window that fails cannot take the next one with it.
+to be sure); where two neighbouring groups differ, or a group's detection is not clear-cut, the
+speaker may have switched inside it, so each long enough piece of it is checked on its own. A
+piece still undecided takes the language of the nearest decided one, else the room's. Then
+consecutive pieces in one language are recognised together, in windows under Whisper's 30 s,
+each window decoded on its own: a window that fails cannot take the next one with it.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bridge.transcription.attribution import Word
-from bridge.transcription.language import Detection, decide, switches
+from bridge.transcription.language import Detection, decide, settle, switches
 from bridge.transcription.ports import LanguageDetectorLike, RecogniserLike
 from bridge.transcription.speech import Piece, Splice, speech_seconds, windows
 from bridge.transcription.timing import Stages
 
 DETECT_S = 10.0  # speech per language detection
-PIECE_CHECK_S = 3.0  # a piece this long is checked on its own next to a switch
-PIECE_SURE = 0.8  # …and moves to the neighbouring language when detected this surely
+PIECE_CHECK_S = 3.0  # a piece this long is checked on its own where a switch may hide
+PIECE_SURE = 0.8  # …and takes the language it is detected in this surely; a group detected
+# less surely than this may hold two languages
 
 
 @dataclass(frozen=True)
@@ -42,23 +44,24 @@ def languages_of(
         splice = Splice(group)
         found = detector.detect_language(splice.samples, splice.sample_rate)
         detections.append(Detection(found, speech_seconds(group)))
-    chosen = decide(detections, fallback)
-    result = [language for group, language in zip(groups, chosen, strict=True) for _ in group]
-    near_switch = switches(chosen)
-    index = 0
-    for number, group in enumerate(groups):
-        if number in near_switch:
-            around = {
-                chosen[other] for other in (number - 1, number + 1) if 0 <= other < len(chosen)
-            }
-            for offset, piece in enumerate(group):
-                if piece.duration < PIECE_CHECK_S:
-                    continue
+    # A group is checked piece by piece where a switch may hide in it: when its detection is
+    # not clear-cut (two languages in one group split the vote: 0.49 English, 0.41 German), or
+    # when a neighbouring group is in another language.
+    settled = decide(detections, fallback)
+    near_switch = switches(settled)
+    decided: list[str | None] = []
+    guesses: list[str | None] = []
+    for number, (group, detection) in enumerate(zip(groups, detections, strict=True)):
+        check = number in near_switch or detection.top < PIECE_SURE
+        for piece in group:
+            language = detection.best if detection.sure else None
+            if check and piece.duration >= PIECE_CHECK_S:
                 found = detector.detect_language(piece.samples, piece.sample_rate)
-                if found and found[0][0] in around and found[0][1] >= PIECE_SURE:
-                    result[index + offset] = found[0][0]
-        index += len(group)
-    return result
+                if found and found[0][1] >= PIECE_SURE:
+                    language = found[0][0]
+            decided.append(language)
+            guesses.append(detection.best)
+    return settle(decided, guesses, fallback)
 
 
 def hear(

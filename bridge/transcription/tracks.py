@@ -15,11 +15,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
-import numpy as np
-
 from bridge.transcription import phrasing
 from bridge.transcription.attribution import Utterance, Word, is_hallucination, joined
-from bridge.transcription.audio import AudioError, decode
+from bridge.transcription.audio import AudioError, decode, is_silent
 from bridge.transcription.language import ranked
 from bridge.transcription.ports import (
     DiarizerLike,
@@ -35,9 +33,6 @@ from bridge.transcription.transcript import TrackAudio, Transcript
 from bridge.transcription.voices import speakers_of
 
 log = logging.getLogger(__name__)
-
-# Peak amplitude (of full scale) under which a track counts as silent: no model is woken up.
-SILENCE_PEAK = 1e-3
 
 
 def transcribe_tracks(
@@ -72,7 +67,7 @@ def transcribe_tracks(
                 log.warning("Track %s of %s left out: %s", track.path.name, speaker, err)
                 failures.append(err)
                 continue
-            if samples.size == 0 or float(np.max(np.abs(samples))) < SILENCE_PEAK:
+            if is_silent(samples):
                 continue
             with stages.timing("vad"):
                 regions = vad.speech(samples, rate)

@@ -30,7 +30,7 @@ SILERO_OPTIONS: dict[str, Any] = {
     "threshold": 0.5,
     "min_speech_duration_ms": 250,
     "min_silence_duration_ms": 500,
-    "speech_pad_ms": 200,
+    "speech_pad_ms": 400,
     "max_speech_duration_s": 20.0,
 }
 
