@@ -10,6 +10,7 @@ server cannot do here (egress, injected faults).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -47,6 +48,19 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     if request.param == "sqlite":
         yield DatabaseTarget(f"sqlite:{tmp_path / 'bridge.db'}", {})
         return
+    async with _postgres_schema() as target:
+        yield target
+
+
+@pytest.fixture
+async def postgres() -> AsyncIterator[DatabaseTarget]:
+    """A throwaway schema on the local PostgreSQL, for what only PostgreSQL does (call-workers)."""
+    async with _postgres_schema() as target:
+        yield target
+
+
+@contextlib.asynccontextmanager
+async def _postgres_schema() -> AsyncIterator[DatabaseTarget]:
     schema = f"visio_test_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(POSTGRES_DSN)
     try:

@@ -174,6 +174,7 @@ class Stack:
     bridge: BridgeServer | None = field(init=False, default=None)
     humans: list[Human] = field(init=False, default_factory=list)
     call_chat: CallParticipantDouble = field(init=False)
+    config: dict[str, Any] = field(init=False)  # the bridge's config file, as a mapping
 
     async def __aenter__(self) -> Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -195,6 +196,7 @@ class Stack:
         config["appservice"]["as_token"] = registration["as_token"]
         config["appservice"]["hs_token"] = registration["hs_token"]
         self.settings = parse_settings(config, self.workdir, {})
+        self.config = config
         self.synapse = LocalSynapse(
             self.workdir / "synapse",
             server_name=SERVER_NAME,

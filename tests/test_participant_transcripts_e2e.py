@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from call_people import CallPerson
-from harness import Human, Stack
+from harness import Stack
 from live_calls import (
     bridge_in_call,
     join_as_guest,
@@ -24,6 +23,7 @@ from live_calls import (
     running_live_stack,
     start_meeting,
 )
+from transcript_thread import heard, thread_files
 
 from bridge.room_settings.config import ROOM_CONFIG_EVENT
 
@@ -33,33 +33,6 @@ ALICE_LINE = "Good morning everyone, the budget review starts now."
 BOB_LINE = "The printers on the third floor are broken again."
 ZOE_LINE = "My train was cancelled because of the snow."
 BOB_AGAIN = "Sorry, my connection dropped for a moment."
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z]+", text.lower())
-
-
-def _heard(line: str, said: str, share: float = 0.4) -> bool:
-    """Enough of `line`'s words are in `said`: the shipped tiny Whisper model gets about half of
-    an espeak-ng voice's words right after Opus; what matters here is whose words they are."""
-    words = _words(line)
-    present = set(_words(said))
-    return sum(word in present for word in words) >= share * len(words)
-
-
-async def _thread_files(human: Human, room: str, root: str, timeout: float = 240) -> list[Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        thread = [
-            e
-            for e in await human.history(room)
-            if e["content"].get("m.relates_to", {}).get("event_id") == root
-            and e["content"].get("m.relates_to", {}).get("rel_type") == "m.thread"
-        ]
-        if len(thread) >= 3:
-            return thread
-        await asyncio.sleep(1)
-    raise AssertionError("no transcript in the thread")
 
 
 async def test_the_transcript_names_each_speaker_and_keeps_overlapping_words(
@@ -104,7 +77,7 @@ async def _meeting(stack: Stack, workdir: Path) -> None:
     await asyncio.sleep(0.5)
     for person in (alice_call, bob_back, zoe):
         await person.leave()
-    summary, markdown, _vtt = await _thread_files(alice, room, status["event_id"])
+    summary, markdown, _vtt = await thread_files(alice, room, status["event_id"])
     assert "3 personnes" in summary["content"]["body"], summary["content"]["body"]
     text = (await alice.client.download(markdown["content"]["url"])).body.decode()
     lines = re.findall(r"^\*\*(.+?)\*\* \[(\d\d:\d\d:\d\d)\]: (.*)$", text, re.MULTILINE)
@@ -113,12 +86,12 @@ async def _meeting(stack: Stack, workdir: Path) -> None:
         said[speaker] = f"{said.get(speaker, '')} {words}"
     guest = "Zoé (personne invitée)"
     assert set(said) == {"Alice Martin", "Bob Durand", guest}, text
-    assert _heard(ALICE_LINE, said["Alice Martin"]), text
-    assert _heard(BOB_LINE, said["Bob Durand"]), text
-    assert _heard(BOB_AGAIN, said["Bob Durand"]), text
-    assert _heard(ZOE_LINE, said[guest]), text
+    assert heard(ALICE_LINE, said["Alice Martin"]), text
+    assert heard(BOB_LINE, said["Bob Durand"]), text
+    assert heard(BOB_AGAIN, said["Bob Durand"]), text
+    assert heard(ZOE_LINE, said[guest]), text
     # In the order of the call: Alice first, Bob's return last.
     order = [speaker for speaker, _at, _words in lines]
     assert order[0] == "Alice Martin" and order[-1] == "Bob Durand", text
     last_bob = next(w for s, _a, w in reversed(lines) if s == "Bob Durand")
-    assert _heard(BOB_AGAIN, last_bob), text
+    assert heard(BOB_AGAIN, last_bob), text
