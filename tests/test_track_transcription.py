@@ -106,6 +106,17 @@ def test_a_splice_maps_its_times_back_to_the_meeting() -> None:
     assert splice.to_meeting(2.2) == pytest.approx(50.0)
 
 
+def test_a_word_stays_inside_the_piece_it_starts_in() -> None:
+    splice = Splice([piece(10.0, 2.0), piece(50.0, 1.0)], gap=0.5)
+    # Whisper stretched the first piece's last word over the gap into the second piece.
+    assert splice.word_to_meeting(1.8, 2.7) == pytest.approx((11.8, 12.0))
+    # A word starting in the gap is the second piece's first word.
+    assert splice.word_to_meeting(2.3, 2.8) == pytest.approx((50.0, 50.3))
+    assert splice.word_to_meeting(2.6, 2.9) == pytest.approx((50.1, 50.4))
+    # A word timed past the end of the last piece stays in it.
+    assert splice.word_to_meeting(3.3, 3.9) == pytest.approx((50.8, 51.0))
+
+
 def test_cut_places_pieces_at_the_tracks_offset() -> None:
     samples = np.zeros(10 * RATE, dtype=np.float32)
     pieces = cut(samples, RATE, [(1.0, 2.0), (5.0, 7.5)], offset=100.0)
@@ -339,6 +350,43 @@ def test_each_word_belongs_to_its_track_at_its_offset_and_overlap_keeps_both(
     assert utterances[-1].end == pytest.approx(31.0, abs=0.01)
     assert languages == ["en"]
     assert STAGES <= set(stages) and all(seconds >= 0 for seconds in stages.values())
+
+
+class Smearing(Recogniser):
+    """Word timings as Whisper's alignment gives them: a piece's last word runs on into the
+    silence after it, and past the silence spliced between pieces."""
+
+    def recognise(
+        self,
+        waveform: Samples,
+        sample_rate: int = RATE,
+        *,
+        language: str | None = None,
+        vad: bool = True,
+    ) -> list[Word]:
+        words = super().recognise(waveform, sample_rate, language=language, vad=vad)
+        return [Word(word.start, word.end + 1.0, word.text) for word in words]
+
+
+@pytest.mark.usefixtures("ffmpeg")
+def test_a_sentence_before_a_reconnection_is_not_glued_to_the_one_after(tmp_path: Path) -> None:
+    before = track(tmp_path / "before.wav", [(0.5, 2.0, 101)], 2.5)  # then her worker died
+    after = track(tmp_path / "after.wav", [(1.0, 2.0, 102)], 2.5)  # recorded by another
+    recogniser = Smearing()
+    result = transcribe_tracks(
+        [TrackAudio("Alice", before, 3.0), TrackAudio("Alice", after, 12.0)],
+        "en",
+        vad=Vad(),
+        detector=Detector(),
+        recogniser_for=lambda _language: recogniser,
+        embedder=Embedder(),
+        diarizer=Diarizer(),
+        voice_name=VOICE,
+    )
+    assert [(u.text, u.start, u.end) for u in result.utterances] == [
+        ("w101-en", pytest.approx(3.5), pytest.approx(5.0)),
+        ("w102-en", pytest.approx(13.0), pytest.approx(14.0)),
+    ]
 
 
 @pytest.mark.usefixtures("ffmpeg")

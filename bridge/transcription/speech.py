@@ -103,13 +103,32 @@ class Splice:
         self.sample_rate = rate
         self._pieces = list(pieces)
 
+    def word_to_meeting(self, start: float, end: float) -> tuple[float, float]:
+        """A recognised word's times in the splice as times in the meeting, inside one piece.
+
+        Whisper's word timings are aligned after the fact and often stretch a piece's last
+        word over the silence into the next piece: mapped as they are, "again." said at 4.9 s
+        ended at 13 s, after a reconnection, and glued the next sentence to it. A word is
+        said within one piece: the one it starts in (after a gap, the next one)."""
+        index = self._piece_at(start)
+        piece = self._pieces[index]
+        if start - self._at[index] > piece.duration and index + 1 < len(self._pieces):
+            index += 1  # starts in the silence after a piece: the next piece's first word
+            piece = self._pieces[index]
+        into_start = min(max(0.0, start - self._at[index]), piece.duration)
+        into_end = min(max(into_start, end - self._at[index]), piece.duration)
+        return piece.start + into_start, piece.start + into_end
+
+    def _piece_at(self, at: float) -> int:
+        return max(0, bisect.bisect_right(self._at, at) - 1)
+
     def to_meeting(self, at: float, *, is_end: bool = False) -> float:
         """A time in the splice as a time on the meeting's time line.
 
         A time in a gap goes to the end of the piece before (an end) or to the start of the
         piece after (a start): a word never spans the silence that was cut out.
         """
-        index = max(0, bisect.bisect_right(self._at, at) - 1)
+        index = self._piece_at(at)
         piece, into = self._pieces[index], at - self._at[index]
         if into <= piece.duration:
             return piece.start + max(0.0, into)

@@ -87,9 +87,7 @@ def hear(
                 for word in recogniser.recognise(
                     splice.samples, splice.sample_rate, language=language, vad=False
                 ):
-                    start = splice.to_meeting(word.start)
-                    end = max(start, splice.to_meeting(word.end, is_end=True))
-                    words.append(Word(start, end, word.text))
+                    words.append(Word(*splice.word_to_meeting(word.start, word.end), word.text))
                     spoken.append(language)
     order = sorted(range(len(words)), key=lambda i: (words[i].start, words[i].end))
     return Heard([words[i] for i in order], [spoken[i] for i in order])
