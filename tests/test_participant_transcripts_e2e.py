@@ -5,6 +5,7 @@ participant recording each of them, and the real models.
 Alice and Bob are members, Zoé a guest; Bob and Zoé talk over each other; Bob drops out and
 comes back mid-call. The thread under the status message must name each speaker as the room
 knows them, keep both voices' words where they overlapped, and keep the order of the call.
+A meeting room on one microphone, two people taking turns, gets two voices under its name.
 """
 
 from __future__ import annotations
@@ -95,3 +96,47 @@ async def _meeting(stack: Stack, workdir: Path) -> None:
     assert order[0] == "Alice Martin" and order[-1] == "Bob Durand", text
     last_bob = next(w for s, _a, w in reversed(lines) if s == "Bob Durand")
     assert heard(BOB_AGAIN, last_bob), text
+
+
+# A meeting room on one microphone: two people taking turns (two espeak-ng voices).
+ROOM_LINES = [
+    ("en-us+f3", "Good morning, this is the meeting room in Lyon, we are two here today."),
+    ("en-gb+m3", "Yes, and I will present the figures for the third quarter of the year."),
+    ("en-us+f3", "The sales went up in the south, but the north is still behind the plan."),
+    ("en-gb+m3", "We need two more people in the support team before the summer holidays."),
+    ("en-us+f3", "I agree, let us write to the human resources department this week."),
+    ("en-gb+m3", "Thank you, I will send the slides to everyone after the call."),
+]
+
+
+async def test_two_voices_on_one_microphone_are_told_apart(tmp_path: Path) -> None:
+    overrides = {
+        "meetings": {"transcription_allowed": True},
+        "transcription": {"in_process": True},
+    }
+    async with running_live_stack(tmp_path, overrides) as stack:
+        alice = await stack.human("alice", "Alice Martin")
+        room = await stack.room_with_bot(alice)
+        await alice.client.room_put_state(
+            room, ROOM_CONFIG_EVENT, {"transcription": "on", "transcript_language": "en"}
+        )
+        status, slug = await start_meeting(alice, room)
+        await alice.wait_for(room, lambda e: "enregistré pour en produire" in e["content"]["body"])
+        lyon = await join_as_guest(stack, slug, "Salle Rhône")
+        await bridge_in_call(lyon)
+        for voice, line in ROOM_LINES:
+            await lyon.speak(line, tmp_path, voice=voice)
+            await asyncio.sleep(0.6)
+        await lyon.leave()
+        _summary, markdown, _vtt = await thread_files(alice, room, status["event_id"])
+        text = (await alice.client.download(markdown["content"]["url"])).body.decode()
+    lines = re.findall(r"^\*\*(.+?)\*\* \[[\d:]+\]: (.*)$", text, re.MULTILINE)
+    voices = {f"Salle Rhône (personne invitée) — voix {n}" for n in (1, 2)}
+    assert {speaker for speaker, _words in lines} == voices, text
+    # Each line under the voice that said it: voice 1 spoke first.
+    said = {voice: " ".join(w for s, w in lines if s == voice) for voice in voices}
+    right = sum(
+        heard(line, said[f"Salle Rhône (personne invitée) — voix {1 if n % 2 == 0 else 2}"])
+        for n, (_voice, line) in enumerate(ROOM_LINES)
+    )
+    assert right >= 5, text
