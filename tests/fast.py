@@ -66,6 +66,7 @@ class FastBridge:
             bridge_port=http_port,
             livekit=self.livekit,
             database=self._database,
+            recordings_dir=self.workdir / "recordings",
             overrides=self._overrides,
         )
         config["appservice"].update(as_token="as-token-fast", hs_token="hs-token-fast")

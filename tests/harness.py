@@ -56,7 +56,7 @@ def bridge_config(
     bridge_port: int,
     livekit: LiveKit,
     database: DatabaseTarget,
-    recordings_dir: Path,
+    recordings_dir: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     config: dict[str, Any] = {
@@ -78,10 +78,11 @@ def bridge_config(
             "api_secret": livekit.api_secret,
         },
         "permissions": {SERVER_NAME: "user"},
+    }
+    if recordings_dir is not None:
         # Each test's own folder: the bridge's participant records into it whenever a room's
         # transcript is on.
-        "transcription": {"recordings_dir": str(recordings_dir)},
-    }
+        config["transcription"] = {"recordings_dir": str(recordings_dir)}
     for key, value in (overrides or {}).items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
     return config

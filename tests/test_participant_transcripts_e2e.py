@@ -30,7 +30,7 @@ from bridge.room_settings.config import ROOM_CONFIG_EVENT
 
 pytestmark = [pytest.mark.synapse, pytest.mark.models]
 
-ALICE_LINE = "Good morning everyone, the budget review starts now."
+ALICE_LINE = "Good morning everyone, thank you for coming today."
 BOB_LINE = "The printers on the third floor are broken again."
 ZOE_LINE = "My train was cancelled because of the snow."
 BOB_AGAIN = "Sorry, my connection dropped for a moment."
@@ -73,7 +73,8 @@ async def _meeting(stack: Stack, workdir: Path) -> None:
     # Bob's connection drops; he comes back with a new connection (a new track).
     await bob_call.leave()
     bob_back: CallPerson = await join_as_member(stack, bob, slug)
-    await asyncio.sleep(1.0)
+    # Back a few seconds later: a pause long enough that his next sentence is a line of its own.
+    await asyncio.sleep(3.0)
     await bob_back.speak(BOB_AGAIN, workdir, voice="en-gb+m3")
     await asyncio.sleep(0.5)
     for person in (alice_call, bob_back, zoe):

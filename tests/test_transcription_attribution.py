@@ -11,6 +11,7 @@ from bridge.transcription.attribution import (
     name_labels,
     speaking_time,
     utterances,
+    without_loops,
 )
 from bridge.transcription.render import markdown, webvtt
 
@@ -129,3 +130,13 @@ def test_words_whisper_cut_at_an_apostrophe_or_hyphen_are_written_back_together(
     assert [u.text for u in utterances(words, ["A"] * 7, {}, "S{n}")] == [
         "l'équipe peut-on m'a dit."
     ]
+
+
+def test_a_phrase_whisper_says_three_times_over_is_kept_once() -> None:
+    looped = "Good morning everyone. Good morning everyone. Good morning everyone. Then".split()
+    words = [Word(float(n), n + 0.5, text) for n, text in enumerate(looped)]
+    assert [w.text for w in without_loops(words)] == ["Good", "morning", "everyone.", "Then"]
+    # What people do say twice, or a word over and over, stays.
+    for said in ("we will we will see", "non, non, non, non", "thank you thank you"):
+        words = [Word(float(n), n + 0.5, text) for n, text in enumerate(said.split())]
+        assert [w.text for w in without_loops(words)] == said.split()

@@ -193,6 +193,38 @@ def is_hallucination(text: str) -> bool:
     return len(text.split()) <= _HALLUCINATION_WORDS and bool(_HALLUCINATIONS.match(text))
 
 
+_LOOP_TIMES = 3  # a phrase said this many times in a row is Whisper looping, not a person
+_LOOP_LONGEST = 8  # the longest phrase looked for, in words
+
+
+def without_loops(words: Sequence[Word]) -> list[Word]:
+    """`words` with Whisper's loops cut to their first time: a phrase of two words or more
+    said three times or more in a row ("Good morning everyone. Good morning everyone. Good
+    morning everyone.", over a sentence it could not read). People repeat a word ("non, non,
+    non"), hardly ever a whole phrase three times over."""
+    spoken = [_bare(word.text) for word in words]
+    kept: list[Word] = []
+    at = 0
+    while at < len(words):
+        for size in range(2, _LOOP_LONGEST + 1):
+            phrase = spoken[at : at + size]
+            times = 1
+            while spoken[at + times * size : at + (times + 1) * size] == phrase:
+                times += 1
+            if times >= _LOOP_TIMES:
+                kept += words[at : at + size]
+                at += times * size
+                break
+        else:
+            kept.append(words[at])
+            at += 1
+    return kept
+
+
+def _bare(text: str) -> str:
+    return "".join(char for char in text.lower() if char.isalnum())
+
+
 def speaking_time(items: Iterable[Utterance]) -> dict[str, float]:
     totals: dict[str, float] = defaultdict(float)
     for item in items:

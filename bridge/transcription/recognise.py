@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bridge.transcription.attribution import Word, is_hallucination
+from bridge.transcription.attribution import Word, is_hallucination, without_loops
 from bridge.transcription.offline import stay_offline
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ class Recogniser:
                 text = word.word.strip()
                 if text:
                     words.append(Word(float(word.start), float(word.end), text))
-        return words
+        return without_loops(words)
 
     def detect_language(
         self, waveform: npt.NDArray[np.float32], sample_rate: int = SAMPLE_RATE
