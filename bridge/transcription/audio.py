@@ -90,7 +90,11 @@ def load_wav(path: Path) -> tuple[npt.NDArray[np.float32], int]:
         raise AudioError(f"cannot read {path.name}: {exc}") from exc
     if width != 2:
         raise AudioError(f"{path.name}: {8 * width}-bit samples; expected 16-bit PCM")
-    samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    # In place, and the bytes let go at once: an hour-long track is 115 MB of PCM and 230 MB
+    # of float32; a second float32 copy would only add 230 MB more.
+    samples = np.frombuffer(raw, dtype="<i2").astype(np.float32)
+    del raw
+    samples /= 32768.0
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1, dtype=np.float32)
     return samples, rate

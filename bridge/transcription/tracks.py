@@ -72,6 +72,8 @@ def transcribe_tracks(
             with stages.timing("vad"):
                 regions = vad.speech(samples, rate)
             pieces += cut(samples, rate, regions, track.offset)
+            # The pieces are copies: the track's silence need not stay while the next decodes.
+            del samples
         pieces.sort(key=lambda piece: piece.start)
         heard = hear(
             pieces, language, detector=detector, recogniser_for=recogniser_for, stages=stages
