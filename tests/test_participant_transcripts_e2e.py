@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.synapse, pytest.mark.models]
 
 ALICE_LINE = "Good morning everyone, thank you for coming today."
 BOB_LINE = "The printers on the third floor are broken again."
-ZOE_LINE = "My train was cancelled because of the snow."
+ZOE_LINE = "My train was cancelled, so I am working from home."
 BOB_AGAIN = "Sorry, my connection dropped for a moment."
 
 

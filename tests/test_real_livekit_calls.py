@@ -151,6 +151,7 @@ async def test_the_bridge_participant_comes_back_after_livekit_crashes_and_resta
         if await server_rooms(live_stack) == [lk_room]:
             break
         await asyncio.sleep(0.1)
+    assert await server_rooms(live_stack) == [lk_room], "the room was not made again in 60 s"
     info, _ = await server_view(live_stack, lk_room)
     assert info.max_participants == 5
     yann = await join_as_guest(live_stack, slug, "Yann")

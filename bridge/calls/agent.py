@@ -29,6 +29,11 @@ from bridge.room_settings.service import RoomSettings
 
 log = logging.getLogger(__name__)
 
+# Longest wait between two tries to come back into a call whose server went away. Until then
+# the call has no chat mirror and no recording; a try is one API call per call, nothing to a
+# LiveKit that is back (30 s made a restarted server's calls wait up to half a minute more).
+REJOIN_LONGEST_DELAY_S = 10.0
+
 OnMessage = Callable[[MeetingID, CallMessage], Awaitable[None]]
 SinkFor = Callable[[Meeting], TrackSink]
 
@@ -184,7 +189,7 @@ class CallAgent:
                 return
             except Exception as err:
                 log.info("Meeting %s: call not rejoined yet (%r)", meeting_id, err)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, REJOIN_LONGEST_DELAY_S)
 
     async def ensure_all(self) -> None:
         """(Re)connect to every live meeting: at start-up and with each catch-up pass."""
