@@ -25,7 +25,7 @@ import asyncpg
 import pytest
 import yaml
 from harness import DatabaseTarget, Human, Stack
-from live_calls import join_as_member, running_live_stack, start_meeting
+from live_calls import join_as_member, running_live_stack, start_meeting, wait_until
 from transcript_thread import heard, thread_files
 
 from bridge.room_settings.config import ROOM_CONFIG_EVENT
@@ -57,19 +57,18 @@ class CallWorker:
             )
         return self
 
+    def _log(self) -> str:
+        return self.log.read_text(errors="replace")
+
     async def owner(self, timeout: float = 30) -> str:
         """Its name in leases, from its log once it runs."""
-        found = await _until(
-            lambda: _owner_in(self.log.read_text(errors="replace")), timeout, f"{self.log.name}"
-        )
-        return found
+        await wait_until(lambda: _owner_in(self._log()) is not None, f"{self.log.name}", timeout)
+        return str(_owner_in(self._log()))
 
     async def recording(self, timeout: float = 30) -> None:
         """Once it is in the call, recording: it subscribes to microphones as they come."""
-        await _until(
-            lambda: "Recording each participant" in self.log.read_text(errors="replace") or None,
-            timeout,
-            f"{self.log.name} to record",
+        await wait_until(
+            lambda: "Recording each participant" in self._log(), f"{self.log.name}", timeout
         )
         await asyncio.sleep(1.5)  # the subscription to her microphone (WebRTC negotiation)
 
@@ -90,14 +89,6 @@ class CallWorker:
 def _owner_in(log: str) -> str | None:
     found = re.search(r"Call worker (\S+) running", log)
     return found.group(1) if found else None
-
-
-async def _until(probe: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while (found := probe()) is None:
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
-    return found
 
 
 async def _until_async(probe: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:

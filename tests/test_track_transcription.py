@@ -237,8 +237,12 @@ class Detector:
 
 
 class Recogniser:
-    def __init__(self) -> None:
+    """`smear` seconds added to each word's end: Whisper's alignment lets a piece's last word
+    run on into the silence after it, and past the silence spliced between pieces."""
+
+    def __init__(self, smear: float = 0.0) -> None:
         self.languages: list[str] = []
+        self.smear = smear
 
     def recognise(
         self,
@@ -250,7 +254,8 @@ class Recogniser:
     ) -> list[Word]:
         assert not vad  # the pipelines hand over speech only
         self.languages.append(language or "?")
-        return [Word(s, e, f"w{code}-{language}") for s, e, code in runs(waveform, sample_rate)]
+        found = runs(waveform, sample_rate)
+        return [Word(s, e + self.smear, f"w{code}-{language}") for s, e, code in found]
 
 
 def voice_of(code: int) -> int:
@@ -352,27 +357,11 @@ def test_each_word_belongs_to_its_track_at_its_offset_and_overlap_keeps_both(
     assert STAGES <= set(stages) and all(seconds >= 0 for seconds in stages.values())
 
 
-class Smearing(Recogniser):
-    """Word timings as Whisper's alignment gives them: a piece's last word runs on into the
-    silence after it, and past the silence spliced between pieces."""
-
-    def recognise(
-        self,
-        waveform: Samples,
-        sample_rate: int = RATE,
-        *,
-        language: str | None = None,
-        vad: bool = True,
-    ) -> list[Word]:
-        words = super().recognise(waveform, sample_rate, language=language, vad=vad)
-        return [Word(word.start, word.end + 1.0, word.text) for word in words]
-
-
 @pytest.mark.usefixtures("ffmpeg")
 def test_a_sentence_before_a_reconnection_is_not_glued_to_the_one_after(tmp_path: Path) -> None:
     before = track(tmp_path / "before.wav", [(0.5, 2.0, 101)], 2.5)  # then her worker died
     after = track(tmp_path / "after.wav", [(1.0, 2.0, 102)], 2.5)  # recorded by another
-    recogniser = Smearing()
+    recogniser = Recogniser(smear=1.0)
     result = transcribe_tracks(
         [TrackAudio("Alice", before, 3.0), TrackAudio("Alice", after, 12.0)],
         "en",

@@ -10,13 +10,13 @@ transcription extra (.ci/install-transcription.sh).
 from __future__ import annotations
 
 import importlib.util
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import transcription_audio as synth
+from word_scores import normalise, wer
 
 from bridge.transcription.transcript import TrackAudio, Transcript
 
@@ -28,23 +28,6 @@ pytestmark = [
 ]
 VOICE = "{name} — voix {n}"
 NAMES = {"alice": "Alice", "bob": "Bob", "amelie": "Amélie", "bruno": "Bruno"}
-
-
-def normalise(text: str) -> list[str]:
-    return re.findall(r"[\w']+", text.lower().replace("-", " ").replace("\u2019", "'"))
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = normalise(reference), normalise(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, 1):
-        current = [i]
-        for j, hyp_word in enumerate(hyp, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
-            )
-        previous = current
-    return previous[-1] / max(len(ref), 1)
 
 
 def said_by(result: Transcript, speaker: str) -> str:

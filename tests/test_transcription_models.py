@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import transcription_audio as synth
+from word_scores import normalise, wer
 
 from bridge.transcription.attribution import Presence, Turn, Utterance, Word
 from bridge.transcription.audio import AudioError, load_wav, to_wav_16k_mono
@@ -38,25 +39,6 @@ UNKNOWN = "Intervenant {n}"
 
 
 # ---------------------------------------------------------------- measures
-
-
-def normalise(text: str) -> list[str]:
-    text = text.lower().replace("-", " ").replace("\u2019", "'")
-    return re.findall(r"[\w']+", text)
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: word-level edit distance over the reference's length."""
-    ref, hyp = normalise(reference), normalise(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, 1):
-        current = [i]
-        for j, hyp_word in enumerate(hyp, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
-            )
-        previous = current
-    return previous[-1] / max(len(ref), 1)
 
 
 def der(meeting: synth.Meeting, turns: Sequence[Turn]) -> float:
